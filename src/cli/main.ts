@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // Entry point of `hisi-acc-sim`; commands are registered in ./commands.ts as they land.
 import { Command } from 'commander';
+import { registerJobCommand } from './job.js';
+import { registerSaveCommand } from './save.js';
+import { registerInspectCommand } from './inspect.js';
 
 const program = new Command();
 program.name('hisi-acc-sim').description('Hardware-free HiSilicon ACC device model, VFIO and live migration');
+registerJobCommand(program);
+registerSaveCommand(program);
+registerInspectCommand(program);
 await program.parseAsync(process.argv);

@@ -1,0 +1,292 @@
+/**
+ * High-level, synchronous API on a started VF: each call copies its inputs into guest RAM,
+ * builds the SQE, submits it, lets the simulation run until the completion arrives (by
+ * interrupt, or by polling in poll mode), checks the status, copies the output back and
+ * frees the buffers.
+ *
+ * Pipelined use: `submitJob` returns a ticket at once (waiting only for room in the queue),
+ * completions arrive through `onComplete` callbacks or `result(ticket)`, and `drain()` runs
+ * the simulation until every submitted job has finished. A job whose waiter timed out keeps
+ * its buffers until the device answers or the queue is reset, so the device never writes
+ * into memory that was handed out again.
+ *
+ * Queues: ZIP needs a compress queue (alg_type 0) and a decompress queue (alg_type 1); SEC
+ * and HPRE use one queue each. Queues are taken from the driver on first use.
+ */
+import { KernelError, fail } from '../uapi/errno.js';
+import type { EngineKind } from '../hw/profile.js';
+import * as HpreJobs from './hpre-job.js';
+import type { BigNum, RsaKey } from './hpre-job.js';
+import type { JobResult, PreparedJob } from './jobs.js';
+import type { QmVfDriver } from './qm-vf-driver.js';
+import type { QpRequest, QueuePair } from './queue-pair.js';
+import * as SecJobs from './sec-job.js';
+import * as ZipJobs from './zip-job.js';
+import type { ZipFormat } from './zip-job.js';
+
+// Module-local bindings: under the tsx/vitest transforms an imported binding is a getter call.
+const { prepareDh, prepareRsa } = HpreJobs;
+const { prepareCipher, prepareHmac } = SecJobs;
+const { ZIP_QP_COMPRESS, ZIP_QP_DECOMPRESS, checkFormat, prepareCompress, prepareDecompress } = ZipJobs;
+
+export type { JobResult } from './jobs.js';
+export type { RsaKey, BigNum } from './hpre-job.js';
+export type { ZipFormat } from './zip-job.js';
+
+export type AccelJob =
+  | { op: 'compress'; format: ZipFormat; data: Uint8Array }
+  | { op: 'decompress'; format: ZipFormat; data: Uint8Array; maxOutput?: number }
+  | { op: 'encrypt' | 'decrypt'; alg: string; key: Uint8Array; iv: Uint8Array; data: Uint8Array }
+  | { op: 'hmac'; alg: string; key: Uint8Array; data: Uint8Array }
+  | { op: 'rsa'; mode: 'public' | 'private'; key: RsaKey; input: Uint8Array }
+  | { op: 'dh'; p: BigNum; xa: BigNum; base?: BigNum };
+
+export type CompletionCallback = (ticket: number, result: JobResult) => void;
+
+export interface AccelOptions {
+  /** Bound on one synchronous call, in simulated ns (default 10 s). */
+  timeoutNs?: number;
+}
+
+const ENGINE_OF: Record<AccelJob['op'], EngineKind> = {
+  compress: 'zip', decompress: 'zip', encrypt: 'sec', decrypt: 'sec', hmac: 'sec', rsa: 'hpre', dh: 'hpre',
+};
+
+class Job implements QpRequest {
+  done = false;
+  /** The synchronous caller gave up; the result is dropped when it comes. */
+  orphaned = false;
+  result: JobResult | undefined;
+
+  constructor(
+    readonly ticket: number,
+    readonly qp: QueuePair,
+    private readonly prep: PreparedJob,
+    readonly sync: boolean,
+    private readonly accel: Accel,
+  ) {}
+
+  submit(): void {
+    this.qp.submit(this);
+  }
+
+  fill(sqe: Uint8Array): void {
+    this.prep.fill(sqe);
+  }
+
+  complete(sqe: Uint8Array): void {
+    let out: Uint8Array | 'retry';
+    try {
+      out = this.prep.finish(sqe);
+    } catch (e) {
+      this.fail(e instanceof KernelError ? e : new KernelError('EIO', String(e)));
+      return;
+    }
+    if (out === 'retry') {
+      try {
+        this.submit();
+      } catch (e) {
+        this.fail(e instanceof KernelError ? e : new KernelError('EIO', String(e)));
+      }
+      return;
+    }
+    this.settle({ ok: true, output: out });
+  }
+
+  fail(err: KernelError): void {
+    this.settle({ ok: false, error: err });
+  }
+
+  private settle(r: JobResult): void {
+    if (this.done) return;
+    this.done = true;
+    this.prep.release();
+    this.result = r;
+    this.accel.settled(this);
+  }
+}
+
+export class Accel {
+  readonly engine: EngineKind;
+  private readonly timeoutNs: number;
+  private readonly queues = new Map<number, QueuePair>();
+  private readonly live = new Map<number, Job>();
+  private readonly results = new Map<number, JobResult>();
+  private readonly callbacks: CompletionCallback[] = [];
+  private nextTicket = 1;
+  private settledCount = 0;
+  readonly stats = { submitted: 0, completed: 0, failed: 0 };
+
+  constructor(readonly driver: QmVfDriver, opts: AccelOptions = {}) {
+    this.engine = driver.info.engine;
+    this.timeoutNs = opts.timeoutNs ?? 10_000_000_000;
+  }
+
+  // ---------------------------------------------------------------- synchronous API
+
+  compress(data: Uint8Array, format: ZipFormat): Uint8Array {
+    return this.run({ op: 'compress', format, data });
+  }
+
+  decompress(data: Uint8Array, format: ZipFormat, maxOutput?: number): Uint8Array {
+    return this.run({ op: 'decompress', format, data, maxOutput });
+  }
+
+  encrypt(alg: string, key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
+    return this.run({ op: 'encrypt', alg, key, iv, data });
+  }
+
+  decrypt(alg: string, key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
+    return this.run({ op: 'decrypt', alg, key, iv, data });
+  }
+
+  hmac(alg: string, key: Uint8Array, data: Uint8Array): Uint8Array {
+    return this.run({ op: 'hmac', alg, key, data });
+  }
+
+  rsa(op: 'public' | 'private', key: RsaKey, input: Uint8Array): Uint8Array {
+    return this.run({ op: 'rsa', mode: op, key, input });
+  }
+
+  dh(p: BigNum, xa: BigNum, base?: BigNum): Uint8Array {
+    return this.run({ op: 'dh', p, xa, base });
+  }
+
+  /** Submits one job and waits for it; throws its KernelError on failure. */
+  run(job: AccelJob): Uint8Array {
+    const ticket = this.submit(job, true, true);
+    const j = this.live.get(ticket);
+    if (j !== undefined && !this.driver.waitFor(() => j.done, this.timeoutNs)) {
+      j.orphaned = true;
+      fail('ETIMEDOUT', `${job.op} did not complete`);
+    }
+    const r = this.results.get(ticket)!;
+    this.results.delete(ticket);
+    if (!r.ok) throw r.error;
+    return r.output;
+  }
+
+  // ---------------------------------------------------------------- pipelined API
+
+  /** Submits a job, waiting for queue room if needed; returns its ticket. */
+  submitJob(job: AccelJob): number {
+    return this.submit(job, true, false);
+  }
+
+  /** Submits a job or fails with EBUSY when its queue is full. */
+  trySubmitJob(job: AccelJob): number {
+    return this.submit(job, false, false);
+  }
+
+  /** Completion callback for pipelined jobs; with one registered, results are not stored. */
+  onComplete(cb: CompletionCallback): void {
+    this.callbacks.push(cb);
+  }
+
+  /** Reaps completions that have arrived without waiting; returns how many jobs finished. */
+  poll(): number {
+    const before = this.settledCount;
+    this.driver.poll();
+    return this.settledCount - before;
+  }
+
+  /** Runs the simulation until every submitted job finished; ETIMEDOUT otherwise. */
+  drain(timeoutNs = this.timeoutNs): void {
+    if (!this.driver.waitFor(() => this.pending === 0, timeoutNs)) {
+      fail('ETIMEDOUT', `${this.pending} jobs did not complete`);
+    }
+  }
+
+  /** Takes the stored result of a finished pipelined job. */
+  result(ticket: number): JobResult | undefined {
+    const r = this.results.get(ticket);
+    if (r !== undefined) this.results.delete(ticket);
+    return r;
+  }
+
+  /** Jobs submitted and not finished. */
+  get pending(): number {
+    let n = 0;
+    for (const j of this.live.values()) if (!j.orphaned) n++;
+    return n;
+  }
+
+  /** Returns the queues to the driver (in-flight jobs fail with ECANCELED). */
+  close(): void {
+    for (const qp of this.queues.values()) this.driver.releaseQp(qp);
+    this.queues.clear();
+  }
+
+  /** @internal A job finished (completion, failure, stop or reset). */
+  settled(job: Job): void {
+    this.live.delete(job.ticket);
+    this.settledCount++;
+    if (job.result!.ok) this.stats.completed++;
+    else this.stats.failed++;
+    if (job.orphaned) return;
+    if (job.sync || this.callbacks.length === 0) this.results.set(job.ticket, job.result!);
+    if (!job.sync) for (const cb of this.callbacks) cb(job.ticket, job.result!);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private submit(job: AccelJob, wait: boolean, sync: boolean): number {
+    const kind = ENGINE_OF[job.op];
+    if (kind === undefined) fail('EINVAL', `unknown job '${String((job as { op: unknown }).op)}'`);
+    if (kind !== this.engine) fail('EOPNOTSUPP', `${job.op} needs a ${kind.toUpperCase()} VF, this is ${this.engine.toUpperCase()}`);
+    const qp = this.queueFor(job);
+    const prep = this.prepare(job);
+    const ticket = this.nextTicket++;
+    this.stats.submitted++;
+    if (prep instanceof Uint8Array) {
+      const r: JobResult = { ok: true, output: prep };
+      this.settledCount++;
+      this.stats.completed++;
+      if (sync || this.callbacks.length === 0) this.results.set(ticket, r);
+      if (!sync) for (const cb of this.callbacks) cb(ticket, r);
+      return ticket;
+    }
+    const j = new Job(ticket, qp, prep, sync, this);
+    try {
+      if (qp.full && wait) this.driver.waitFor(() => !qp.full || !qp.running, this.timeoutNs);
+      this.live.set(ticket, j);
+      j.submit();
+    } catch (e) {
+      this.live.delete(ticket);
+      prep.release();
+      this.stats.submitted--;
+      throw e;
+    }
+    return ticket;
+  }
+
+  private prepare(job: AccelJob): PreparedJob | Uint8Array {
+    const ram = this.driver.ram;
+    const hw = this.driver.info.hwVersion;
+    switch (job.op) {
+      case 'compress': return prepareCompress(ram, bytes(job.data, 'data'), checkFormat(job.format));
+      case 'decompress': return prepareDecompress(ram, bytes(job.data, 'data'), checkFormat(job.format), job.maxOutput);
+      case 'encrypt':
+      case 'decrypt':
+        return prepareCipher(ram, hw, job.alg, bytes(job.key, 'key'), bytes(job.iv, 'iv'), bytes(job.data, 'data'), job.op === 'decrypt');
+      case 'hmac': return prepareHmac(ram, hw, job.alg, bytes(job.key, 'key'), bytes(job.data, 'data'));
+      case 'rsa': return prepareRsa(ram, job.mode, job.key, bytes(job.input, 'input'));
+      case 'dh': return prepareDh(ram, job.p, job.xa, job.base);
+    }
+  }
+
+  private queueFor(job: AccelJob): QueuePair {
+    const alg = job.op === 'decompress' ? ZIP_QP_DECOMPRESS : ZIP_QP_COMPRESS;
+    let qp = this.queues.get(alg);
+    if (qp === undefined) {
+      qp = this.driver.createQp(alg);
+      this.queues.set(alg, qp);
+    }
+    return qp;
+  }
+}
+
+function bytes(x: unknown, what: string): Uint8Array {
+  if (x instanceof Uint8Array) return x;
+  return fail('EINVAL', `${what} must be a Uint8Array`);
+}

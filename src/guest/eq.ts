@@ -1,0 +1,32 @@
+/**
+ * Software side of the EQ and AEQ rings (qm-hardware.md 3): 4-byte entries the device writes
+ * with a phase bit (bit 16) that starts at 1 and flips on every wrap, so an entry is new
+ * exactly when its phase equals the ring's current phase.
+ */
+import type { SparseMemory } from '../mem/sparse-memory.js';
+import { EQE_SIZE } from './regs.js';
+
+export class EventRing {
+  head = 0;
+  phase = 1;
+
+  constructor(readonly base: number, readonly depth: number) {}
+
+  reset(): void {
+    this.head = 0;
+    this.phase = 1;
+  }
+
+  /** The entry at the head if the device has written it (phase matches), else -1. */
+  peek(mem: SparseMemory): number {
+    const v = mem.getU32(this.base + this.head * EQE_SIZE);
+    return ((v >>> 16) & 1) === this.phase ? v : -1;
+  }
+
+  advance(): void {
+    if (++this.head === this.depth) {
+      this.head = 0;
+      this.phase ^= 1;
+    }
+  }
+}
