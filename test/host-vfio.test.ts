@@ -78,7 +78,7 @@ const VF1 = vfBdf(ZIP_PF, 1);
 const VF2 = vfBdf(ZIP_PF, 2);
 
 function setup(backend: VfioBackend | null = fakeBackend()) {
-  const h = new Host({ devices: ['zip-v3'], vfio: backend ?? undefined });
+  const h = new Host({ devices: ['zip-v3'], vfio: backend });
   expect(h.sysfsWrite(`${dev(ZIP_PF)}/sriov_numvfs`, '2')).toBe(0);
   h.registerDriver(vfioTestDriver(h));
   return h;

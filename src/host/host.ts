@@ -22,6 +22,8 @@ import { SparseMemory } from '../mem/sparse-memory.js';
 import { UserAddressSpace } from '../mem/user-space.js';
 import { Scheduler } from '../sim/scheduler.js';
 import { FdTable } from '../vfio/fd.js';
+import { VfioContainer } from '../vfio/container.js';
+import { VfioGroup } from '../vfio/group.js';
 import { syscall } from '../uapi/errno.js';
 import { createHisiQmPfDrivers, type HisiQmPfDriverOptions } from '../drivers/hisi-qm/pf-driver.js';
 import type { HostPciDriver } from './driver.js';
@@ -49,12 +51,20 @@ export interface HostOptions {
   /** The VMM process (created when absent). */
   user?: UserAddressSpace;
   fds?: FdTable;
-  /** Group/container factories from src/vfio; without them /dev/vfio nodes open with ENXIO. */
-  vfio?: VfioBackend;
+  /** VFIO behind /dev/vfio: the src/vfio implementation by default, `null` for none (opens give ENXIO). */
+  vfio?: VfioBackend | null;
   /** Host RAM behind the identity DMA domain (sparse; default 4 GiB). */
   hostMemoryBytes?: number;
   /** PF driver options, or false to boot without the hisi PF drivers. */
   pfDriver?: HisiQmPfDriverOptions | false;
+}
+
+/** The real src/vfio group and type1 container behind /dev/vfio (tests may pass their own). */
+function vfioBackend(proc: VfioProcess): VfioBackend {
+  return {
+    createGroup: (id, iommuBacked) => new VfioGroup({ id, fds: proc.fds, iommuBacked }),
+    createContainer: (p) => new VfioContainer({ user: p.user, fds: p.fds }),
+  };
 }
 
 /** Where each engine's PF sits on a Kunpeng 920 socket; the second socket adds 0x80. */
@@ -80,8 +90,8 @@ export class Host {
     this.memory = new SparseMemory(opts.hostMemoryBytes ?? 4 * 2 ** 30);
     this.dmaDomain = new IommuDomain();
     this.dmaDomain.map(0, this.memory.size, this.memory, 0, IOMMU_READ | IOMMU_WRITE);
-    this.vfio = new HostVfio(this.fs, opts.vfio);
     this.process = { user: opts.user ?? new UserAddressSpace(), fds: opts.fds ?? new FdTable() };
+    this.vfio = new HostVfio(this.fs, opts.vfio === null ? undefined : (opts.vfio ?? vfioBackend(this.process)));
     this.bus = new HostPciBus({
       scheduler: this.scheduler,
       groups: this.groups,
