@@ -17,7 +17,9 @@ import { KernelError, fail } from '../uapi/errno.js';
 import type { EngineKind } from '../hw/profile.js';
 import * as HpreJobs from './hpre-job.js';
 import type { BigNum, RsaKey } from './hpre-job.js';
-import type { JobResult, PreparedJob } from './jobs.js';
+import type { JobResult, PreparedJob, PreparedJobState } from './jobs.js';
+import * as JobState from './job-state.js';
+import type { ErrorState } from './job-state.js';
 import type { QmVfDriver } from './qm-vf-driver.js';
 import type { QpRequest, QueuePair } from './queue-pair.js';
 import * as SecJobs from './sec-job.js';
@@ -28,6 +30,7 @@ import type { ZipFormat } from './zip-job.js';
 const { prepareDh, prepareRsa } = HpreJobs;
 const { prepareCipher, prepareHmac } = SecJobs;
 const { ZIP_QP_COMPRESS, ZIP_QP_DECOMPRESS, checkFormat, prepareCompress, prepareDecompress } = ZipJobs;
+const { bytesToText, revivePreparedJob, reviveError, saveError, textToBytes } = JobState;
 
 export type { JobResult } from './jobs.js';
 export type { RsaKey, BigNum } from './hpre-job.js';
@@ -42,6 +45,32 @@ export type AccelJob =
   | { op: 'dh'; p: BigNum; xa: BigNum; base?: BigNum };
 
 export type CompletionCallback = (ticket: number, result: JobResult) => void;
+
+/** A pipelined job in flight, as plain data (it sits in its queue pair's in-flight table). */
+export interface AccelJobState {
+  ticket: number;
+  sync: boolean;
+  orphaned: boolean;
+  prep: PreparedJobState;
+}
+
+/** A stored result as plain data. */
+export type JobResultState = { ok: true; output: string } | { ok: false; error: ErrorState };
+
+/**
+ * The Accel's own state (Accel.saveState); its live jobs travel inside the driver's queue
+ * pairs. Completion callbacks are code, not data: the owner registers them again.
+ */
+export interface AccelState {
+  engine: EngineKind;
+  timeoutNs: number;
+  /** alg_type -> qn of the queues taken from the driver. */
+  queues: [number, number][];
+  results: [number, JobResultState][];
+  nextTicket: number;
+  settledCount: number;
+  stats: { submitted: number; completed: number; failed: number };
+}
 
 export interface AccelOptions {
   /** Bound on one synchronous call, in simulated ns (default 10 s). */
@@ -97,6 +126,10 @@ class Job implements QpRequest {
     this.settle({ ok: false, error: err });
   }
 
+  save(): AccelJobState {
+    return { ticket: this.ticket, sync: this.sync, orphaned: this.orphaned, prep: this.prep.save() };
+  }
+
   private settle(r: JobResult): void {
     if (this.done) return;
     this.done = true;
@@ -120,6 +153,52 @@ export class Accel {
   constructor(readonly driver: QmVfDriver, opts: AccelOptions = {}) {
     this.engine = driver.info.engine;
     this.timeoutNs = opts.timeoutNs ?? 10_000_000_000;
+  }
+
+  // ---------------------------------------------------------------- save / restore
+
+  /** The Accel's own state; save the driver's (driver.saveState) alongside it. */
+  saveState(): AccelState {
+    const res = (r: JobResult): JobResultState => (r.ok ? { ok: true, output: bytesToText(r.output) } : { ok: false, error: saveError(r.error) });
+    return {
+      engine: this.engine,
+      timeoutNs: this.timeoutNs,
+      queues: [...this.queues.entries()].map(([alg, qp]) => [alg, qp.qn]),
+      results: [...this.results.entries()].map(([t, r]) => [t, res(r)]),
+      nextTicket: this.nextTicket,
+      settledCount: this.settledCount,
+      stats: { ...this.stats },
+    };
+  }
+
+  /**
+   * Continues a saved Accel on a restored driver (QmVfDriver.restore): takes its queues back
+   * and rebuilds every in-flight job from the queue pairs' saved tables. EINVAL when the
+   * state does not fit the driver.
+   */
+  static restore(driver: QmVfDriver, st: AccelState): Accel {
+    if (st === null || typeof st !== 'object' || st.engine !== driver.info.engine) fail('EINVAL', 'saved Accel does not fit this driver');
+    const a = new Accel(driver, { timeoutNs: st.timeoutNs });
+    for (const [alg, qn] of st.queues) {
+      a.queues.set(alg, driver.qp(qn) ?? fail('EINVAL', `saved Accel: qp ${qn} is not in the driver`));
+    }
+    driver.reviveRequests((qp, tag, saved) => {
+      const js = saved as AccelJobState;
+      if (js === null || typeof js !== 'object' || !Number.isSafeInteger(js.ticket) || a.live.has(js.ticket)) {
+        fail('EINVAL', `saved Accel: bad job under tag ${tag} of qp ${qp.qn}`);
+      }
+      const j = new Job(js.ticket, qp, revivePreparedJob(driver.ram, js.prep), js.sync === true, a);
+      j.orphaned = js.orphaned === true;
+      a.live.set(js.ticket, j);
+      return j;
+    });
+    for (const [t, r] of st.results) {
+      a.results.set(t, r.ok ? { ok: true, output: textToBytes(r.output) } : { ok: false, error: reviveError(r.error) });
+    }
+    a.nextTicket = st.nextTicket;
+    a.settledCount = st.settledCount;
+    Object.assign(a.stats, st.stats);
+    return a;
   }
 
   // ---------------------------------------------------------------- synchronous API

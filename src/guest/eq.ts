@@ -3,7 +3,7 @@
  * with a phase bit (bit 16) that starts at 1 and flips on every wrap, so an entry is new
  * exactly when its phase equals the ring's current phase.
  */
-import type { SparseMemory } from '../mem/sparse-memory.js';
+import type { GuestMemory } from './io.js';
 import { EQE_SIZE } from './regs.js';
 
 export class EventRing {
@@ -18,7 +18,7 @@ export class EventRing {
   }
 
   /** The entry at the head if the device has written it (phase matches), else -1. */
-  peek(mem: SparseMemory): number {
+  peek(mem: GuestMemory): number {
     const v = mem.getU32(this.base + this.head * EQE_SIZE);
     return ((v >>> 16) & 1) === this.phase ? v : -1;
   }

@@ -9,7 +9,7 @@ import { KernelError, fail } from '../uapi/errno.js';
 import * as H from '../hw/engines/hpre-sqe.js';
 import type { GuestRam } from './io.js';
 import * as J from './jobs.js';
-import type { BufferSet as Buffers, PreparedJob } from './jobs.js';
+import type { BufferSet as Buffers, PreparedJob, PreparedJobState } from './jobs.js';
 
 const {
   HPRE_ALG_DH, HPRE_ALG_DH_G2, HPRE_ALG_NC_CRT, HPRE_ALG_NC_NCRT, HPRE_DH_KEY_BYTES, HPRE_DONE_COMPLETE,
@@ -51,22 +51,44 @@ function place(out: Uint8Array, off: number, size: number, x: BigNum, what: stri
   out.set(b, off + size - b.length);
 }
 
+/** An HPRE request as plain data (PreparedJob.save). */
+export interface HpreJobState extends PreparedJobState {
+  kind: 'hpre';
+  alg: number;
+  size: number;
+  keyAddr: number;
+  inAddr: number;
+  outAddr: number;
+}
+
 class HpreJob implements PreparedJob {
   private readonly bufs: Buffers;
   private readonly keyAddr: number;
   private readonly inAddr: number;
   private readonly outAddr: number;
 
-  constructor(ram: GuestRam, private readonly alg: number, private readonly size: number, key: Uint8Array, input: Uint8Array | null) {
-    this.bufs = new BufferSet(ram);
+  constructor(ram: GuestRam, private readonly alg: number, private readonly size: number, key: Uint8Array | null,
+    input: Uint8Array | null, saved?: HpreJobState) {
+    this.bufs = new BufferSet(ram, saved?.bufs);
+    if (saved) {
+      ({ keyAddr: this.keyAddr, inAddr: this.inAddr, outAddr: this.outAddr } = saved);
+      return;
+    }
     try {
-      this.keyAddr = this.bufs.put(key, 64);
+      this.keyAddr = this.bufs.put(key!, 64);
       this.inAddr = input ? this.bufs.put(input, 64) : 0;
       this.outAddr = this.bufs.alloc(this.size, 64);
     } catch (e) {
       this.bufs.releaseAll();
       throw e;
     }
+  }
+
+  save(): HpreJobState {
+    return {
+      kind: 'hpre', bufs: this.bufs.addresses(), alg: this.alg, size: this.size,
+      keyAddr: this.keyAddr, inAddr: this.inAddr, outAddr: this.outAddr,
+    };
   }
 
   fill(sqe: Uint8Array): void {
@@ -145,4 +167,12 @@ export function prepareDh(ram: GuestRam, p: BigNum, xa: BigNum, base?: BigNum): 
   const inBuf = new Uint8Array(size);
   place(inBuf, 0, size, base, 'base');
   return prepare(ram, HPRE_ALG_DH, size, k, inBuf);
+}
+
+/** Rebuilds a saved HPRE request over the same guest RAM (its buffers are still allocated). */
+export function reviveHpreJob(ram: GuestRam, st: HpreJobState): PreparedJob {
+  if (!HPRE_RSA_KEY_BYTES.includes(st.size) && !HPRE_DH_KEY_BYTES.includes(st.size)) {
+    fail('EINVAL', `saved HPRE request has key size ${st.size}`);
+  }
+  return new HpreJob(ram, st.alg, st.size, null, null, st);
 }

@@ -3,7 +3,6 @@
  * small lets the same driver run bare-metal style over a PciFunction (here) or inside a VM
  * over a VFIO device fd (the VMM's adapter).
  */
-import type { SparseMemory } from '../mem/sparse-memory.js';
 import type { PciFunction } from '../hw/pci/function.js';
 
 export type CfgSize = 1 | 2 | 4;
@@ -21,9 +20,21 @@ export interface GuestPciIo {
   onInterrupt(cb: (vector: number) => void): void;
 }
 
+/**
+ * The guest-physical memory operations the driver performs. A SparseMemory addressed by GPA
+ * satisfies it; a VMM supplies its own view so that every store is a logged vCPU write.
+ */
+export interface GuestMemory {
+  read(addr: number, dst: Uint8Array): void;
+  write(addr: number, src: Uint8Array): void;
+  fill(addr: number, len: number, byte: number): void;
+  getU16(addr: number): number;
+  getU32(addr: number): number;
+}
+
 /** Guest RAM as the driver sees it: GPA == IOVA as seen by the device (no vIOMMU). */
 export interface GuestRam {
-  mem: SparseMemory;
+  mem: GuestMemory;
   /** Reserves `size` bytes aligned to `align` (a power of two); throws ENOMEM when full. */
   alloc(size: number, align?: number): number;
   /** Returns a block from alloc(); EINVAL for anything else. */

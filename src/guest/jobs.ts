@@ -19,6 +19,19 @@ export interface PreparedJob {
   finish(sqe: Uint8Array): Uint8Array | 'retry';
   /** Returns every guest buffer; called once, after the device is done with them. */
   release(): void;
+  /**
+   * The request as plain data: what `revivePreparedJob` (job-state.ts) needs to rebuild it
+   * over the same guest RAM, e.g. in another process after live migration.
+   */
+  save(): PreparedJobState;
+}
+
+/** A prepared request as plain data; `kind` picks the class that revives it. */
+export interface PreparedJobState {
+  kind: string;
+  /** Guest buffers the request owns (live allocator blocks). */
+  bufs: number[];
+  [field: string]: unknown;
 }
 
 export type JobResult = { ok: true; output: Uint8Array } | { ok: false; error: KernelError };
@@ -26,7 +39,14 @@ export type JobResult = { ok: true; output: Uint8Array } | { ok: false; error: K
 /** Guest buffers of one job, freed together. */
 export class BufferSet {
   private readonly addrs: number[] = [];
-  constructor(private readonly ram: GuestRam) {}
+  constructor(private readonly ram: GuestRam, adopt?: readonly number[]) {
+    if (adopt) this.addrs.push(...adopt);
+  }
+
+  /** The buffers currently owned. */
+  addresses(): number[] {
+    return this.addrs.slice();
+  }
 
   /** Allocates `size` bytes (at least 1) and returns the address. */
   alloc(size: number, align = 64): number {

@@ -24,7 +24,7 @@ import { MAILBOX_TIMING, type MailboxTiming, VfMailbox } from './mailbox.js';
 import {
   busMasterEnabled, disableMsi, enableMemory, enableMsi, initiateFlr, setBusMaster,
 } from './pci-setup.js';
-import { type QpHost, QueuePair } from './queue-pair.js';
+import { type QpHost, QueuePair, type QueuePairState, type RequestReviver } from './queue-pair.js';
 import * as R from './regs.js';
 import { type TagField, tagFieldFor } from './sqe-format.js';
 import { pollUntil, runUntilDone } from './wait.js';
@@ -80,6 +80,41 @@ export interface QmVfInfo {
 }
 
 export type DriverState = 'probed' | 'started' | 'stopped' | 'removed';
+
+/** The options of QmVfDriverOptions that are plain data (everything but io, ram, sched). */
+export type QmVfDriverConfig = Omit<QmVfDriverOptions, 'io' | 'ram' | 'sched'>;
+
+/**
+ * The driver's JavaScript-side state as plain data (QmVfDriver.saveState). Together with
+ * guest RAM and the device's own state it is everything needed to continue the driver on
+ * another host: see QmVfDriver.restore.
+ */
+export interface QmVfDriverState {
+  config: QmVfDriverConfig;
+  state: DriverState;
+  info: QmVfInfo;
+  stats: DriverStats;
+  mailbox: { stats: VfMailbox['stats']; lastStatus: number };
+  ctxBuf: number;
+  funcMem: number;
+  funcBytes: number;
+  eq: { base: number; depth: number; head: number; phase: number };
+  aeq: { base: number; depth: number; head: number; phase: number };
+  sqcArray: number;
+  cqcArray: number;
+  qps: QueuePairState[];
+  /** MSI vectors received whose bottom half has not run yet. */
+  pendingVectors: number;
+  /** qns parked by a PF-initiated reset. */
+  parked: number[];
+}
+
+/** Where a restored driver runs: the destination's device access, RAM view and clock. */
+export interface QmVfDriverEnv {
+  io: GuestPciIo;
+  ram: GuestRam;
+  sched: Scheduler;
+}
 
 export interface DriverStats {
   interrupts: number;
@@ -289,6 +324,112 @@ export class QmVfDriver implements QpHost {
       fail('EINVAL', `${name} ${want} must be a power of two in [${min}, ${hwMax}]`);
     }
     return want;
+  }
+
+  // ---------------------------------------------------------------- save / restore
+
+  /**
+   * Everything of the driver that lives only in JavaScript, as JSON-safe data: options,
+   * probe results, ring cursors, queue pairs with their in-flight requests (each request must
+   * implement `save`), statistics. Guest RAM and the device carry the rest. Take it while the
+   * guest is stopped (vCPUs paused), as a VMM saves vCPU registers.
+   */
+  saveState(): QmVfDriverState {
+    const cfg: QmVfDriverConfig = {};
+    const o = this.opts;
+    if (o.completion !== undefined) cfg.completion = o.completion;
+    for (const k of ['sqDepth', 'cqDepth', 'eqDepth', 'aeqDepth', 'msiAddress', 'msiData'] as const) {
+      if (o[k] !== undefined) cfg[k] = o[k];
+    }
+    if (o.mailbox !== undefined) cfg.mailbox = { ...o.mailbox };
+    const ring = (r: EventRing) => ({ base: r.base, depth: r.depth, head: r.head, phase: r.phase });
+    return {
+      config: cfg,
+      state: this.state,
+      info: { ...this.info, vectors: { ...this.info.vectors } },
+      stats: { ...this.stats },
+      mailbox: { stats: { ...this.mailbox.stats }, lastStatus: this.mailbox.lastStatus },
+      ctxBuf: this.ctxBuf,
+      funcMem: this.funcMem,
+      funcBytes: this.funcBytes,
+      eq: ring(this.eq),
+      aeq: ring(this.aeq),
+      sqcArray: this.sqcArray,
+      cqcArray: this.cqcArray,
+      qps: this.qps.filter((q): q is QueuePair => q !== undefined).map((q) => q.saveState()),
+      pendingVectors: this.pendingVectors,
+      parked: this.parked.map((q) => q.qn),
+    };
+  }
+
+  /**
+   * Continues a saved driver over `env` (the destination's GuestPciIo, RAM view and clock):
+   * no register is touched, since the device state arrived through the device's own
+   * migration. Installs the interrupt handler and re-queues a bottom half for interrupts that
+   * were received but not yet handled. In-flight requests stay unrevived until
+   * `reviveRequests` (Accel.restore does it). EINVAL for inconsistent state.
+   */
+  static restore(st: QmVfDriverState, env: QmVfDriverEnv): QmVfDriver {
+    if (st === null || typeof st !== 'object' || st.info === null || typeof st.info !== 'object') {
+      fail('EINVAL', 'bad saved driver state');
+    }
+    if (!['probed', 'started', 'stopped', 'removed'].includes(st.state)) fail('EINVAL', `saved driver state ${String(st.state)}`);
+    const i = st.info;
+    const intIn = (v: unknown, lo: number, hi: number): boolean => Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi;
+    const v = i.vectors;
+    if (!['zip', 'sec', 'hpre'].includes(i.engine) || !['v2', 'v3', 'v4'].includes(i.hwVersion)
+      || i.sqeSize !== SQE_SIZES[i.engine] || !intIn(i.qpNum, 1, 1024) || !intIn(i.qpBase, 0, 0xffff)
+      || ![i.sqDepth, i.cqDepth, i.eqDepth, i.aeqDepth].every((x) => isPow2(x) && x <= 65536)
+      || v === null || typeof v !== 'object' || !intIn(v.count, 1, 32) || !intIn(v.eq, 0, 31) || !intIn(v.aeq, 0, 31)
+      || !intIn(v.ifc, -1, 31) || !intIn(i.caps, 0, 0xffffffff)) {
+      fail('EINVAL', 'saved driver: bad probe information');
+    }
+    const d = new QmVfDriver({ ...st.config, io: env.io, ram: env.ram, sched: env.sched });
+    d.state = st.state;
+    d.info = { ...st.info, vectors: { ...st.info.vectors } };
+    d.tagField = tagFieldFor(d.info.engine, d.info.hwVersion);
+    Object.assign(d.stats, st.stats);
+    Object.assign(d.mailbox.stats, st.mailbox.stats);
+    d.mailbox.lastStatus = st.mailbox.lastStatus;
+    d.ctxBuf = st.ctxBuf;
+    d.funcMem = st.funcMem;
+    d.funcBytes = st.funcBytes;
+    const ring = (r: QmVfDriverState['eq']): EventRing => {
+      if (!isPow2(r.depth) || !Number.isSafeInteger(r.base) || !Number.isInteger(r.head) || r.head < 0 || r.head >= r.depth) {
+        fail('EINVAL', 'saved driver: bad event ring');
+      }
+      const e = new EventRing(r.base, r.depth);
+      e.head = r.head;
+      e.phase = r.phase & 1;
+      return e;
+    };
+    d.eq = ring(st.eq);
+    d.aeq = ring(st.aeq);
+    d.sqcArray = st.sqcArray;
+    d.cqcArray = st.cqcArray;
+    for (const q of st.qps) {
+      const qp = QueuePair.restore(d, q);
+      if (qp.qn >= d.info.qpNum || d.qps[qp.qn] !== undefined) fail('EINVAL', `saved driver: bad qp ${qp.qn}`);
+      d.qps[qp.qn] = qp;
+    }
+    d.parked = st.parked.map((qn) => d.qps[qn] ?? fail('EINVAL', `saved driver: parked qp ${qn} unknown`));
+    d.pendingVectors = st.pendingVectors >>> 0;
+    if (d.state !== 'removed') env.io.onInterrupt((v) => d.onMsi(v));
+    if (d.pendingVectors !== 0) {
+      d.bhQueued = true;
+      d.sched.schedule(0, d.bhTask);
+    }
+    return d;
+  }
+
+  /** Rebuilds the in-flight requests of every restored queue pair. */
+  reviveRequests(fn: RequestReviver): void {
+    for (const qp of this.qps) qp?.revive(fn);
+  }
+
+  /** Queue pairs currently held (running or not). */
+  get queuePairs(): QueuePair[] {
+    return this.qps.filter((q): q is QueuePair => q !== undefined);
   }
 
   // ---------------------------------------------------------------- start / stop

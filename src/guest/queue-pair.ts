@@ -15,6 +15,7 @@ import * as R from './regs.js';
 import * as F from './sqe-format.js';
 import type { TagField } from './sqe-format.js';
 import { pollUntil } from './wait.js';
+import { type ErrorState, reviveError, saveError } from './job-state.js';
 
 // Module-local bindings: under the tsx/vitest transforms an imported binding is a getter call.
 const { CQC_C_FLAG, CQC_PHASE, CQE_SIZE, CQE_SQ_HEAD, CQE_SQ_NUM, CQE_W7, Db, Mb, XQC_SIZE, XQC_W11_TAIL_WRAP } = R;
@@ -28,7 +29,33 @@ export interface QpRequest {
   fill(sqe: Uint8Array): void;
   complete(sqe: Uint8Array): void;
   fail(err: KernelError): void;
+  /** The request as plain data, so an in-flight request can cross a live migration. */
+  save?(): unknown;
 }
+
+/** A queue pair's JavaScript-side state as plain data (see QueuePair.saveState). */
+export interface QueuePairState {
+  qn: number;
+  algType: number;
+  sqDepth: number;
+  cqDepth: number;
+  sqBase: number;
+  state: QpState;
+  error: ErrorState | null;
+  sqTail: number;
+  cqHead: number;
+  cqPhase: number;
+  used: number;
+  /** The free-tag stack, bottom first. */
+  freeTags: number[];
+  /** In-flight requests by tag, each as its own save(). */
+  inflight: [number, unknown][];
+  stats: QpStats;
+  released: boolean;
+}
+
+/** Rebuilds a saved in-flight request; called once per tag when a queue pair is restored. */
+export type RequestReviver = (qp: QueuePair, tag: number, saved: unknown) => QpRequest;
 
 export type QpState = 'idle' | 'running' | 'stopped' | 'error';
 
@@ -81,21 +108,97 @@ export class QueuePair {
   private readonly ctxView = new DataView(this.ctx.buffer);
   private consuming = false;
   private released = false;
+  /** Saved in-flight requests waiting for `revive` after a restore. */
+  private unrevived: [number, unknown][] = [];
 
+  /** `sqBase` given: a restored qp whose rings are already allocated (see restore). */
   constructor(
     private readonly host: QpHost,
     readonly qn: number,
     readonly algType: number,
     readonly sqDepth: number,
     readonly cqDepth: number,
+    sqBase?: number,
   ) {
     const sqBytes = host.sqeSize * sqDepth;
-    this.sqBase = host.ram.alloc(sqBytes + CQE_SIZE * cqDepth, 4096);
+    this.sqBase = sqBase ?? host.ram.alloc(sqBytes + CQE_SIZE * cqDepth, 4096);
     this.cqBase = this.sqBase + sqBytes;
     this.inflight = new Array<QpRequest | undefined>(sqDepth).fill(undefined);
     this.freeTags = new Uint16Array(sqDepth);
     this.sqe = new Uint8Array(host.sqeSize);
     this.resetTags();
+  }
+
+  /**
+   * The qp's JavaScript-side state. Every in-flight request must implement `save`
+   * (EOPNOTSUPP otherwise: it could not be completed after a migration).
+   */
+  saveState(): QueuePairState {
+    const inflight: [number, unknown][] = [];
+    for (let tag = 0; tag < this.sqDepth; tag++) {
+      const r = this.inflight[tag];
+      if (r === undefined) continue;
+      if (typeof r.save !== 'function') fail('EOPNOTSUPP', `qp ${this.qn}: in-flight request ${tag} cannot be saved`);
+      inflight.push([tag, r.save()]);
+    }
+    for (const u of this.unrevived) inflight.push(u);
+    return {
+      qn: this.qn, algType: this.algType, sqDepth: this.sqDepth, cqDepth: this.cqDepth, sqBase: this.sqBase,
+      state: this.state, error: this.error ? saveError(this.error) : null, sqTail: this.sqTail,
+      cqHead: this.cqHead, cqPhase: this.cqPhase, used: this.used,
+      freeTags: Array.from(this.freeTags.subarray(0, this.freeTop)), inflight, stats: { ...this.stats },
+      released: this.released,
+    };
+  }
+
+  /** Rebuilds a saved qp for `host` (its rings are already in guest RAM). EINVAL on inconsistent state. */
+  static restore(host: QpHost, st: QueuePairState): QueuePair {
+    const int = (v: unknown, lo: number, hi: number, what: string): number => {
+      if (!Number.isSafeInteger(v) || (v as number) < lo || (v as number) > hi) fail('EINVAL', `saved qp: bad ${what}`);
+      return v as number;
+    };
+    const sqDepth = int(st.sqDepth, 2, 65536, 'SQ depth');
+    const cqDepth = int(st.cqDepth, 2, 65536, 'CQ depth');
+    const qp = new QueuePair(host, int(st.qn, 0, 0xffff, 'qn'), int(st.algType, 0, 15, 'alg type'), sqDepth, cqDepth,
+      int(st.sqBase, 1, Number.MAX_SAFE_INTEGER, 'SQ base'));
+    if (!['idle', 'running', 'stopped', 'error'].includes(st.state)) fail('EINVAL', `saved qp: state ${String(st.state)}`);
+    qp.state = st.state;
+    qp.error = st.error ? reviveError(st.error) : undefined;
+    qp.sqTail = int(st.sqTail, 0, sqDepth - 1, 'SQ tail');
+    qp.cqHead = int(st.cqHead, 0, cqDepth - 1, 'CQ head');
+    qp.cqPhase = int(st.cqPhase, 0, 1, 'CQ phase');
+    if (!Array.isArray(st.freeTags) || !Array.isArray(st.inflight) || st.freeTags.length + st.inflight.length !== sqDepth) {
+      fail('EINVAL', 'saved qp: tags do not add up');
+    }
+    const seen = new Uint8Array(sqDepth);
+    qp.freeTop = 0;
+    for (const t of st.freeTags) {
+      const tag = int(t, 0, sqDepth - 1, 'free tag');
+      if (seen[tag]++) fail('EINVAL', `saved qp: tag ${tag} listed twice`);
+      qp.freeTags[qp.freeTop++] = tag;
+    }
+    for (const e of st.inflight) {
+      const tag = int(Array.isArray(e) ? e[0] : -1, 0, sqDepth - 1, 'in-flight tag');
+      if (seen[tag]++) fail('EINVAL', `saved qp: tag ${tag} listed twice`);
+      qp.unrevived.push([tag, e[1]]);
+    }
+    qp.used = int(st.used, 0, sqDepth - 1, 'in-flight count');
+    if (qp.used !== st.inflight.length) fail('EINVAL', 'saved qp: in-flight count does not match its table');
+    Object.assign(qp.stats, st.stats);
+    qp.released = st.released === true;
+    return qp;
+  }
+
+  /** Requests restored but not yet rebuilt (see revive). */
+  get unrevivedCount(): number {
+    return this.unrevived.length;
+  }
+
+  /** Rebuilds the restored in-flight requests with `fn`, putting each back under its tag. */
+  revive(fn: RequestReviver): void {
+    const list = this.unrevived;
+    this.unrevived = [];
+    for (const [tag, saved] of list) this.inflight[tag] = fn(this, tag, saved);
   }
 
   /** Requests submitted and not yet completed. */

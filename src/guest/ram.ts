@@ -5,10 +5,23 @@
  */
 import { fail } from '../uapi/errno.js';
 import type { SparseMemory } from '../mem/sparse-memory.js';
-import type { GuestRam } from './io.js';
+import type { GuestMemory, GuestRam } from './io.js';
 
-export class GuestRamAllocator implements GuestRam {
-  readonly mem: SparseMemory;
+/** The allocator's bookkeeping as plain data (part of the guest's CPU-side state). */
+export interface GuestRamAllocatorState {
+  base: number;
+  size: number;
+  /** Free extents, ascending: [start, length]. */
+  free: [number, number][];
+  /** Live blocks: [address, length]. */
+  live: [number, number][];
+}
+
+/** Memory the allocator can manage: the driver's operations plus a size bounding the window. */
+export type SizedGuestMemory = GuestMemory & { readonly size: number };
+
+export class GuestRamAllocator<M extends SizedGuestMemory = SparseMemory> implements GuestRam {
+  readonly mem: M;
   readonly base: number;
   readonly size: number;
   private starts: number[] = [];
@@ -17,7 +30,7 @@ export class GuestRamAllocator implements GuestRam {
   private used = 0;
 
   /** Manages [base, base+size) of `mem`. */
-  constructor(mem: SparseMemory, base: number, size: number) {
+  constructor(mem: M, base: number, size: number) {
     if (!Number.isSafeInteger(base) || !Number.isSafeInteger(size) || base < 0 || size <= 0 || base + size > mem.size) {
       fail('EINVAL', `RAM window [${base}, +${size}) does not fit a memory of ${mem.size} bytes`);
     }
@@ -109,6 +122,48 @@ export class GuestRamAllocator implements GuestRam {
     } else {
       this.starts.splice(i, 0, addr);
       this.lens.splice(i, 0, n);
+    }
+  }
+
+  /** The bookkeeping as plain data (JSON-safe). */
+  saveState(): GuestRamAllocatorState {
+    return { base: this.base, size: this.size, free: this.freeList(), live: [...this.live.entries()] };
+  }
+
+  /**
+   * Replaces the bookkeeping with a saved one for the same window. EINVAL (nothing changed)
+   * when the state does not describe this window consistently: extents and blocks must be
+   * inside it, sorted, disjoint, and together cover it exactly.
+   */
+  restoreState(st: GuestRamAllocatorState): void {
+    if (st === null || typeof st !== 'object' || st.base !== this.base || st.size !== this.size) {
+      fail('EINVAL', 'allocator state is for another RAM window');
+    }
+    const pieces: [number, number][] = [];
+    for (const list of [st.free, st.live]) {
+      if (!Array.isArray(list)) fail('EINVAL', 'allocator state lists missing');
+      for (const e of list) {
+        if (!Array.isArray(e) || e.length !== 2 || !Number.isSafeInteger(e[0]) || !Number.isSafeInteger(e[1]) || e[1] <= 0) {
+          fail('EINVAL', 'bad allocator extent');
+        }
+        pieces.push([e[0], e[1]]);
+      }
+    }
+    pieces.sort((a, b) => a[0] - b[0]);
+    let at = this.base;
+    for (const [s, n] of pieces) {
+      if (s !== at) fail('EINVAL', `allocator state does not tile the window at ${at}`);
+      at = s + n;
+    }
+    if (at !== this.base + this.size) fail('EINVAL', 'allocator state does not cover the window');
+    const free = [...st.free].sort((a, b) => a[0] - b[0]);
+    this.starts = free.map((e) => e[0]);
+    this.lens = free.map((e) => e[1]);
+    this.live.clear();
+    this.used = 0;
+    for (const [a, n] of st.live) {
+      this.live.set(a, n);
+      this.used += n;
     }
   }
 

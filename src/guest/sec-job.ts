@@ -14,7 +14,7 @@ import type { HwVersion } from '../hw/profile.js';
 import * as S from '../hw/engines/sec-sqe.js';
 import type { GuestRam } from './io.js';
 import * as J from './jobs.js';
-import type { BufferSet as Buffers, PreparedJob } from './jobs.js';
+import type { BufferSet as Buffers, PreparedJob, PreparedJobState } from './jobs.js';
 
 const {
   SEC_A_HMAC_SHA1, SEC_A_HMAC_SHA256, SEC_A_HMAC_SHA512, SEC_AUTH_GEN, SEC_BD_TYPE2, SEC_BD_TYPE3,
@@ -118,30 +118,56 @@ function checkDone(sqe: Uint8Array, wantFlag: number): void {
   if (icv !== 0) throw new KernelError('EBADMSG', 'SEC MAC verification failed');
 }
 
+/** A SEC cipher request as plain data (PreparedJob.save). */
+export interface CipherJobState extends PreparedJobState {
+  kind: 'sec-cipher';
+  hw: HwVersion;
+  alg: string;
+  dir: number;
+  len: number;
+  keyAddr: number;
+  ivAddr: number;
+  src: number;
+  dst: number;
+}
+
 class CipherJob implements PreparedJob {
   private readonly bufs: Buffers;
   private readonly keyAddr: number;
   private readonly ivAddr: number;
   private readonly src: number;
   private readonly dst: number;
+  private readonly len: number;
 
   constructor(ram: GuestRam, private readonly hw: HwVersion, private readonly c: CipherAlg, key: Uint8Array,
-    iv: Uint8Array, private readonly data: Uint8Array, private readonly dir: number) {
-    this.bufs = new BufferSet(ram);
+    iv: Uint8Array, data: Uint8Array | null, private readonly dir: number, saved?: CipherJobState) {
+    this.bufs = new BufferSet(ram, saved?.bufs);
+    if (saved) {
+      ({ keyAddr: this.keyAddr, ivAddr: this.ivAddr, src: this.src, dst: this.dst, len: this.len } = saved);
+      return;
+    }
+    this.len = data!.length;
     try {
       this.keyAddr = this.bufs.put(key, 16);
       this.ivAddr = c.ivLen > 0 ? this.bufs.put(iv, 16) : 0;
-      this.src = this.bufs.put(data);
-      this.dst = this.bufs.alloc(data.length);
+      this.src = this.bufs.put(data!);
+      this.dst = this.bufs.alloc(data!.length);
     } catch (e) {
       this.bufs.releaseAll();
       throw e;
     }
   }
 
+  save(): CipherJobState {
+    return {
+      kind: 'sec-cipher', bufs: this.bufs.addresses(), hw: this.hw, alg: this.c.name, dir: this.dir, len: this.len,
+      keyAddr: this.keyAddr, ivAddr: this.ivAddr, src: this.src, dst: this.dst,
+    };
+  }
+
   fill(sqe: Uint8Array): void {
     const c = this.c;
-    const len = this.data.length;
+    const len = this.len;
     if (this.hw === 'v2') {
       sqe[SEC2_TYPE_CIPHER_AUTH] = SEC_BD_TYPE2 | (this.dir << SEC2_CIPHER_SHIFT);
       sqe[SEC2_SDS_SA_TYPE] = 1 << SEC2_DE_SHIFT;
@@ -168,7 +194,7 @@ class CipherJob implements PreparedJob {
 
   finish(sqe: Uint8Array): Uint8Array {
     checkDone(sqe, SEC_FLAG_CIPHER);
-    return this.bufs.get(this.dst, this.data.length);
+    return this.bufs.get(this.dst, this.len);
   }
 
   release(): void {
@@ -193,23 +219,48 @@ export function prepareCipher(ram: GuestRam, hw: HwVersion, alg: string, key: Ui
   return new CipherJob(ram, hw, c, key, iv, data, decrypt ? SEC_CIPHER_DEC : SEC_CIPHER_ENC);
 }
 
+/** A SEC HMAC request as plain data (PreparedJob.save). */
+export interface HmacJobState extends PreparedJobState {
+  kind: 'sec-hmac';
+  hw: HwVersion;
+  alg: string;
+  keyWords: number;
+  len: number;
+  keyAddr: number;
+  src: number;
+  mac: number;
+}
+
 class HmacJob implements PreparedJob {
   private readonly bufs: Buffers;
   private readonly keyAddr: number;
   private readonly src: number;
   private readonly mac: number;
+  private readonly len: number;
 
   constructor(ram: GuestRam, private readonly hw: HwVersion, private readonly h: HmacAlg,
-    private readonly keyWords: number, key: Uint8Array, private readonly data: Uint8Array) {
-    this.bufs = new BufferSet(ram);
+    private readonly keyWords: number, key: Uint8Array, data: Uint8Array | null, saved?: HmacJobState) {
+    this.bufs = new BufferSet(ram, saved?.bufs);
+    if (saved) {
+      ({ keyAddr: this.keyAddr, src: this.src, mac: this.mac, len: this.len } = saved);
+      return;
+    }
+    this.len = data!.length;
     try {
       this.keyAddr = this.bufs.put(key, 16);
-      this.src = this.bufs.put(data);
+      this.src = this.bufs.put(data!);
       this.mac = this.bufs.alloc(h.digest, 16);
     } catch (e) {
       this.bufs.releaseAll();
       throw e;
     }
+  }
+
+  save(): HmacJobState {
+    return {
+      kind: 'sec-hmac', bufs: this.bufs.addresses(), hw: this.hw, alg: this.h.name, keyWords: this.keyWords,
+      len: this.len, keyAddr: this.keyAddr, src: this.src, mac: this.mac,
+    };
   }
 
   fill(sqe: Uint8Array): void {
@@ -218,7 +269,7 @@ class HmacJob implements PreparedJob {
     if (this.hw === 'v2') {
       sqe[SEC2_TYPE_CIPHER_AUTH] = SEC_BD_TYPE2 | (SEC_AUTH_GEN << SEC2_AUTH_SHIFT);
       put32(sqe, SEC2_MAC_KEY_ALG, (macWords | (this.keyWords << SEC2_AKEY_LEN_SHIFT) | (h.aalg << SEC2_AALG_SHIFT)) >>> 0);
-      put32(sqe, SEC2_A_LEN, this.data.length);
+      put32(sqe, SEC2_A_LEN, this.len);
       put64(sqe, SEC2_A_KEY, this.keyAddr);
       put64(sqe, SEC2_MAC, this.mac);
       put64(sqe, SEC2_DATA_SRC, this.src);
@@ -227,7 +278,7 @@ class HmacJob implements PreparedJob {
     put32(sqe, SEC3_BD_PARAM, SEC_BD_TYPE3);
     put32(sqe, SEC3_AUTH_MAC_KEY, (SEC_AUTH_GEN | (macWords << SEC3_MAC_LEN_SHIFT)
       | (this.keyWords << SEC3_AKEY_LEN_SHIFT) | (h.aalg << SEC3_AALG_SHIFT)) >>> 0);
-    put32(sqe, SEC3_A_LEN, this.data.length);
+    put32(sqe, SEC3_A_LEN, this.len);
     put64(sqe, SEC3_A_KEY, this.keyAddr);
     put64(sqe, SEC3_MAC, this.mac);
     put64(sqe, SEC3_DATA_SRC, this.src);
@@ -254,4 +305,14 @@ export function prepareHmac(ram: GuestRam, hw: HwVersion, alg: string, key: Uint
     padded.set(k);
   }
   return new HmacJob(ram, hw, h, keyWords, padded, data);
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/** Rebuilds a saved SEC request over the same guest RAM (its buffers are still allocated). */
+export function reviveSecJob(ram: GuestRam, st: CipherJobState | HmacJobState): PreparedJob {
+  if (st.kind === 'sec-cipher') {
+    return new CipherJob(ram, st.hw, parseCipher(st.alg, st.hw), NO_BYTES, NO_BYTES, null, st.dir, st);
+  }
+  return new HmacJob(ram, st.hw, parseHmac(st.alg), st.keyWords, NO_BYTES, null, st);
 }

@@ -12,7 +12,7 @@ import { KernelError, fail } from '../uapi/errno.js';
 import * as Z from '../hw/engines/zip-sqe.js';
 import type { GuestRam } from './io.js';
 import * as J from './jobs.js';
-import type { BufferSet as Buffers, PreparedJob } from './jobs.js';
+import type { BufferSet as Buffers, PreparedJob, PreparedJobState } from './jobs.js';
 
 const {
   ZIP_BUF_FLAT, ZIP_BUF_TYPE_SHIFT, ZIP_DEST_ADDR_H, ZIP_DEST_ADDR_L, ZIP_DEST_AVAIL_OUT, ZIP_DW3,
@@ -75,6 +75,17 @@ export function gzipHeaderLength(d: Uint8Array): number {
   return p;
 }
 
+/** A ZIP request as plain data (PreparedJob.save). */
+export interface ZipJobState extends PreparedJobState {
+  kind: 'zip-compress' | 'zip-decompress';
+  format: ZipFormat;
+  inLen: number;
+  src: number;
+  dst: number;
+  cap: number;
+  maxOutput: number;
+}
+
 /** One flat-buffer ZIP request; `cap` is dest_avail_out. */
 abstract class ZipJob implements PreparedJob {
   protected readonly bufs: Buffers;
@@ -82,8 +93,26 @@ abstract class ZipJob implements PreparedJob {
   protected dst = 0;
   protected cap = 0;
 
-  constructor(protected readonly ram: GuestRam, protected readonly format: ZipFormat, protected readonly inLen: number) {
-    this.bufs = new BufferSet(ram);
+  constructor(protected readonly ram: GuestRam, protected readonly format: ZipFormat, protected readonly inLen: number,
+    saved?: ZipJobState) {
+    this.bufs = new BufferSet(ram, saved?.bufs);
+    if (saved) {
+      this.src = saved.src;
+      this.dst = saved.dst;
+      this.cap = saved.cap;
+    }
+  }
+
+  protected abstract readonly kind: ZipJobState['kind'];
+  protected get outputLimit(): number {
+    return ZIP_MAX_LENGTH;
+  }
+
+  save(): ZipJobState {
+    return {
+      kind: this.kind, bufs: this.bufs.addresses(), format: this.format, inLen: this.inLen,
+      src: this.src, dst: this.dst, cap: this.cap, maxOutput: this.outputLimit,
+    };
   }
 
   fill(sqe: Uint8Array): void {
@@ -118,8 +147,11 @@ abstract class ZipJob implements PreparedJob {
 }
 
 class CompressJob extends ZipJob {
-  constructor(ram: GuestRam, data: Uint8Array, format: ZipFormat) {
-    super(ram, format, data.length);
+  protected readonly kind = 'zip-compress';
+
+  constructor(ram: GuestRam, data: Uint8Array | null, format: ZipFormat, saved?: ZipJobState) {
+    super(ram, format, saved ? saved.inLen : data!.length, saved);
+    if (data === null) return;
     try {
       this.src = this.bufs.put(data);
       this.cap = compressBound(data.length);
@@ -137,8 +169,11 @@ class CompressJob extends ZipJob {
 }
 
 class DecompressJob extends ZipJob {
-  constructor(ram: GuestRam, body: Uint8Array, format: ZipFormat, private readonly maxOutput: number) {
-    super(ram, format, body.length);
+  protected readonly kind = 'zip-decompress';
+
+  constructor(ram: GuestRam, body: Uint8Array | null, format: ZipFormat, private readonly maxOutput: number, saved?: ZipJobState) {
+    super(ram, format, saved ? saved.inLen : body!.length, saved);
+    if (body === null) return;
     try {
       this.src = this.bufs.put(body);
       this.cap = Math.min(maxOutput, Math.max(64 * 1024, body.length * 8));
@@ -147,6 +182,10 @@ class DecompressJob extends ZipJob {
       this.bufs.releaseAll();
       throw e;
     }
+  }
+
+  protected override get outputLimit(): number {
+    return this.maxOutput;
   }
 
   finish(sqe: Uint8Array): Uint8Array | 'retry' {
@@ -174,4 +213,11 @@ export function prepareDecompress(ram: GuestRam, data: Uint8Array, format: ZipFo
   const body = data.subarray(skip);
   if (body.length > ZIP_MAX_LENGTH) fail('EINVAL', `input of ${body.length} bytes exceeds the ${ZIP_MAX_LENGTH}-byte request limit`);
   return new DecompressJob(ram, body, format, maxOutput);
+}
+
+/** Rebuilds a saved ZIP request over the same guest RAM (its buffers are still allocated). */
+export function reviveZipJob(ram: GuestRam, st: ZipJobState): PreparedJob {
+  const format = checkFormat(st.format);
+  if (st.kind === 'zip-compress') return new CompressJob(ram, null, format, st);
+  return new DecompressJob(ram, null, format, st.maxOutput, st);
 }
