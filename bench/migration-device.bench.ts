@@ -29,6 +29,8 @@ interface Rig {
   vms: AccVm[];
   streams: Uint8Array[];
   buf: Uint8Array;
+  /** Where the read that finds EOF goes (no view of `buf` made per iteration). */
+  spill: Uint8Array;
 }
 
 let rig: Rig | null = null;
@@ -41,7 +43,7 @@ function build(): Rig {
     if (host.bind(n) !== 0) throw new Error(`bind VF ${n}`);
     vms.push(new AccVm(host, n, { ramBytes: 8 * 2 ** 20, driver: { sqDepth: 16, cqDepth: 16, eqDepth: 64, aeqDepth: 64 } }));
   }
-  rig = { host, vms, streams: [], buf: new Uint8Array(ACC_VF_DATA_SIZE) };
+  rig = { host, vms, streams: [], buf: new Uint8Array(ACC_VF_DATA_SIZE), spill: new Uint8Array(ACC_VF_DATA_SIZE) };
   for (const vm of vms) rig.streams.push(saveOnce(rig, vm, true));
   return rig;
 }
@@ -52,11 +54,15 @@ function must(vm: AccVm, state: number): number {
   return r.dataFd;
 }
 
-function readAll(fds: FdTable, fd: number, buf: Uint8Array): number {
+/**
+ * Reads the data fd to EOF into `buf`; once `buf` is full, further reads go to `spill` (a
+ * stream that long fails the caller's length check), so the loop allocates nothing.
+ */
+function readAll(fds: FdTable, fd: number, buf: Uint8Array, spill: Uint8Array): number {
   const f = fds.get(fd)!;
   let n = 0;
   for (;;) {
-    const r = f.read(n === 0 ? buf : buf.subarray(n));
+    const r = f.read(n === 0 ? buf : n < buf.length ? buf.subarray(n) : spill);
     if (r <= 0) break;
     n += r;
   }
@@ -67,7 +73,7 @@ function readAll(fds: FdTable, fd: number, buf: Uint8Array): number {
 /** RUNNING -> STOP_COPY -> EOF; optionally back to RUNNING. Returns the stream. */
 function saveOnce(r: Rig, vm: AccVm, back: boolean): Uint8Array {
   const fd = must(vm, VFIO_DEVICE_STATE_STOP_COPY);
-  const n = readAll(r.host.fds, fd, r.buf);
+  const n = readAll(r.host.fds, fd, r.buf, r.spill);
   if (n !== ACC_VF_DATA_SIZE) throw new Error(`saved ${n} bytes`);
   if (back) must(vm, VFIO_DEVICE_STATE_RUNNING);
   return r.buf.slice(0, n);
@@ -85,7 +91,8 @@ function resumeOnce(r: Rig, vm: AccVm, stream: Uint8Array): void {
 
 function roundTrip(r: Rig, vm: AccVm): void {
   const fd = must(vm, VFIO_DEVICE_STATE_STOP_COPY);
-  const n = readAll(r.host.fds, fd, r.buf);
+  const n = readAll(r.host.fds, fd, r.buf, r.spill);
+  if (n > ACC_VF_DATA_SIZE) throw new Error(`saved ${n} bytes`);
   must(vm, VFIO_DEVICE_STATE_STOP);
   resumeOnce(r, vm, n === ACC_VF_DATA_SIZE ? r.buf : r.buf.subarray(0, n));
 }
@@ -97,6 +104,51 @@ const sample = (() => {
 })();
 const encBuf = new Uint8Array(ACC_VF_DATA_SIZE);
 let sink = 0;
+
+/**
+ * Per-step medians of the 1-VF round trip next to the bare codec, printed after the suite.
+ * benny reports means, which on a loaded machine also carry every preemption that lands in
+ * a sample; the median of many single round trips does not, and it shows which step costs
+ * what.
+ */
+function reportArcMedians(r: Rig, rounds = 3000): void {
+  const steps = [
+    'RUNNING -> STOP', 'STOP -> STOP_COPY', 'read to EOF + close', 'STOP_COPY -> STOP', 'STOP -> RESUMING',
+    'write (match check)', 'RESUMING -> STOP (load)', 'close', 'STOP -> RUNNING (start)',
+  ];
+  const vm = r.vms[0]!;
+  const fds = r.host.fds;
+  const t = steps.map(() => new Float64Array(rounds));
+  const total = new Float64Array(rounds);
+  const bareT = new Float64Array(rounds);
+  for (let i = -500; i < rounds; i++) {
+    const at = [performance.now()];
+    must(vm, VFIO_DEVICE_STATE_STOP); at.push(performance.now());
+    const sfd = must(vm, VFIO_DEVICE_STATE_STOP_COPY); at.push(performance.now());
+    if (readAll(fds, sfd, r.buf, r.spill) !== ACC_VF_DATA_SIZE) throw new Error('save length');
+    at.push(performance.now());
+    must(vm, VFIO_DEVICE_STATE_STOP); at.push(performance.now());
+    const rfd = must(vm, VFIO_DEVICE_STATE_RESUMING); at.push(performance.now());
+    if (fds.get(rfd)!.write(r.buf) !== ACC_VF_DATA_SIZE) throw new Error('resume write');
+    at.push(performance.now());
+    must(vm, VFIO_DEVICE_STATE_STOP); at.push(performance.now());
+    fds.close(rfd); at.push(performance.now());
+    must(vm, VFIO_DEVICE_STATE_RUNNING); at.push(performance.now());
+    const b0 = performance.now();
+    for (let k = 0; k < 10; k++) bare.fn();
+    const b1 = performance.now();
+    if (i < 0) continue;
+    for (let s = 0; s < steps.length; s++) t[s]![i] = at[s + 1]! - at[s]!;
+    total[i] = at[at.length - 1]! - at[0]!;
+    bareT[i] = (b1 - b0) / 10;
+  }
+  const med = (a: Float64Array): number => a.slice().sort()[a.length >> 1]! * 1000;
+  const lines = ['', '1-VF round trip, median of single runs (us):', '| step | median |', '|---|---:|'];
+  steps.forEach((name, s) => lines.push(`| ${name} | ${med(t[s]!).toFixed(2)} |`));
+  lines.push(`| round trip | ${med(total).toFixed(2)} |`, `| bare encode+decode | ${med(bareT).toFixed(3)} |`);
+  lines.push(`| round trip / bare | ${(med(total) / med(bareT)).toFixed(1)}x |`);
+  console.log(lines.join('\n'));
+}
 
 const BARE = 'acc_vf_data encode+decode';
 const bare = { name: BARE, fn: () => { sink ^= decodeAccVfData(encodeAccVfData(sample, ACC_VF_DATA_SIZE, encBuf)).data.qp_num; } };
@@ -112,6 +164,7 @@ export const suites: BenchSuite[] = [
       { name: 'resume (RESUMING -> write -> STOP -> RUNNING)', baseline: BARE, fn: () => { const r = build(); resumeOnce(r, r.vms[0]!, r.streams[0]!); } },
       { name: 'round trip (save + resume)', baseline: BARE, fn: () => { const r = build(); roundTrip(r, r.vms[0]!); } },
     ],
+    teardown: () => { reportArcMedians(build()); },
   },
   {
     suite: 'migration-device: N VFs round trip',

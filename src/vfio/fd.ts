@@ -7,6 +7,12 @@
  */
 import { Errno, KernelError, syscall } from '../uapi/errno.js';
 
+/** `syscall`'s error half: a KernelError becomes -errno, anything else is a bug and propagates. */
+function negErrno(e: unknown): number {
+  if (e instanceof KernelError) return -e.errno;
+  throw e;
+}
+
 /** Base of every fd-like object: container, group, device, migration data fd, eventfd. */
 export abstract class VfioFile {
   private isClosed = false;
@@ -21,19 +27,33 @@ export abstract class VfioFile {
    */
   ioctl(request: number, arg?: Uint8Array | number): number {
     if (this.isClosed) return -Errno.EBADF;
-    return syscall(() => this.doIoctl(request, arg));
+    // syscall() inlined: these three run on every device access, a closure each was measurable.
+    try {
+      const r = this.doIoctl(request, arg);
+      return r === undefined ? 0 : r;
+    } catch (e) {
+      return negErrno(e);
+    }
   }
 
   /** read(2) at `pos` (pread). Returns bytes read or -errno. */
   read(buf: Uint8Array, pos = 0): number {
     if (this.isClosed) return -Errno.EBADF;
-    return syscall(() => this.doRead(buf, pos));
+    try {
+      return this.doRead(buf, pos);
+    } catch (e) {
+      return negErrno(e);
+    }
   }
 
   /** write(2) at `pos` (pwrite). Returns bytes written or -errno. */
   write(buf: Uint8Array, pos = 0): number {
     if (this.isClosed) return -Errno.EBADF;
-    return syscall(() => this.doWrite(buf, pos));
+    try {
+      return this.doWrite(buf, pos);
+    } catch (e) {
+      return negErrno(e);
+    }
   }
 
   /** close(2): idempotent for the object; the fd table reports EBADF on a second close. */
@@ -91,21 +111,35 @@ export class EventFd extends VfioFile {
   }
 }
 
-/** The process's descriptor table. Numbers start at 3 like a process with stdio open. */
+/**
+ * The process's descriptor table. Numbers start at 3 like a process with stdio open, and a
+ * new fd takes the lowest free number at or above the last freed one, as Linux hands out the
+ * lowest free fd.
+ *
+ * A plain array indexed by fd, not a Map: every migration data fd is installed and closed
+ * again, and a Map with hundreds of entries (a host with many assigned devices) rehashes
+ * under that churn at several microseconds per operation.
+ */
 export class FdTable {
-  private files = new Map<number, VfioFile>();
+  private readonly slots: (VfioFile | undefined)[] = [];
+  private count = 0;
   private nextHint = 3;
 
   install(file: VfioFile): number {
     let fd = this.nextHint;
-    while (this.files.has(fd)) fd++;
-    this.files.set(fd, file);
+    while (this.slots[fd] !== undefined) fd++;
+    this.slots[fd] = file;
+    this.count++;
     this.nextHint = fd + 1;
     return fd;
   }
 
+  private slot(fd: number): VfioFile | undefined {
+    return Number.isInteger(fd) && fd >= 0 && fd < this.slots.length ? this.slots[fd] : undefined;
+  }
+
   get(fd: number): VfioFile | undefined {
-    const f = this.files.get(fd);
+    const f = this.slot(fd);
     return f && !f.closed ? f : undefined;
   }
 
@@ -118,9 +152,10 @@ export class FdTable {
   }
 
   close(fd: number): number {
-    const f = this.files.get(fd);
+    const f = this.slot(fd);
     if (!f) return -Errno.EBADF;
-    this.files.delete(fd);
+    this.slots[fd] = undefined;
+    this.count--;
     if (fd < this.nextHint) this.nextHint = Math.max(3, fd);
     return f.closed ? 0 : f.close();
   }
@@ -132,6 +167,6 @@ export class FdTable {
   }
 
   get size(): number {
-    return this.files.size;
+    return this.count;
   }
 }

@@ -9,6 +9,7 @@
  * the wrong EQC dwords), so a V1 stream's DMA addresses are recomputed from DW2<<32 | DW1.
  * This encoder only ever produces V2 streams.
  */
+import { readU16, readU32, readU64 } from '../../uapi/codec.js';
 import { fail } from '../../uapi/errno.js';
 
 export const ACC_DEV_MAGIC_V2 = 0xaaccfeeddecadeden;
@@ -291,4 +292,36 @@ export function decodeAccVfData(b: Uint8Array): DecodeResult {
     d.aeqe_dma = xeqcDma(d.qm_aeqc_dw);
   }
   return { data: d, length: ACC_VF_DATA_SIZE };
+}
+
+/** The fields the destination's match check compares. */
+export interface MatchFields {
+  qp_num: number;
+  dev_id: number;
+  que_iso_cfg: number;
+}
+
+// The magics as u32 halves, so the match check needs no BigInt work.
+const MAGIC_V2_LO = Number(ACC_DEV_MAGIC_V2 & 0xffffffffn);
+const MAGIC_V2_HI = Number(ACC_DEV_MAGIC_V2 >> 32n);
+const MAGIC_V1_LO = Number(ACC_DEV_MAGIC_V1 & 0xffffffffn);
+const MAGIC_V1_HI = Number(ACC_DEV_MAGIC_V1 >> 32n);
+
+/**
+ * The match fields straight from the first QM_MATCH_SIZE bytes of `b` (at least that long),
+ * with the checks decodeAccVfData makes on them: EINVAL for a magic that is neither V2 nor
+ * V1 and for a V2 stream of another major version. The resume path runs this on every
+ * stream, so it decodes nothing else.
+ */
+export function readMatchFields(b: Uint8Array): MatchFields {
+  if (b.length < QM_MATCH_SIZE) fail('EINVAL', `stream of ${b.length} bytes`);
+  const lo = readU32(b, 0);
+  const hi = readU32(b, 4);
+  if (lo === MAGIC_V2_LO && hi === MAGIC_V2_HI) {
+    const major = readU16(b, 28);
+    if (major !== ACC_DRV_MAJOR_VER) fail('EINVAL', `major version ${major}, driver has ${ACC_DRV_MAJOR_VER}`);
+  } else if (lo !== MAGIC_V1_LO || hi !== MAGIC_V1_HI) {
+    fail('EINVAL', `bad magic 0x${readU64(b, 0).toString(16)}`);
+  }
+  return { qp_num: readU32(b, 8), dev_id: readU32(b, 12), que_iso_cfg: readU32(b, 16) };
 }

@@ -28,12 +28,13 @@ import {
 import { migGetNextState } from '../../vfio/mig-fsm.js';
 import type { VfioFile } from '../../vfio/fd.js';
 import type { VfioPciCoreDevice } from '../../vfio/pci-core/core-device.js';
+import { allocBytes } from '../../vfio/pci-core/byte-slab.js';
 import { MigrationDataFile, MigrationSaveFile } from '../../vfio/pci-core/mig-file.js';
 import { getPfQm } from '../hisi-qm/pf-driver.js';
 import type { HisiQmPf } from '../hisi-qm/qm-pf.js';
 import {
   ACC_VF_DATA_SIZE, ACC_VF_STATE_DUMP_SIZE, QM_MATCH_SIZE, QM_NOT_READY, QM_READY, type AccVfData,
-  decodeAccVfData, encodeAccVfData,
+  decodeAccVfData, encodeAccVfData, readMatchFields,
 } from './acc-vf-data.js';
 import { HisiAccResumeFile, type MatchChecker } from './mig-files.js';
 import { QM_HW_V3, VF_BAR2_FUNCTIONAL_SIZE, VF_BAR2_SIZE } from './regs.js';
@@ -42,6 +43,10 @@ import {
   type VfQmTarget, loadState, matchData, pfQueIsoCfg, pfVfQueues, readState, readVfState,
   restartQueues, saveState, startDevice, stopDevice, vfMailboxQueues,
 } from './vf-qm.js';
+
+/** Bound of HisiAccVfDevice.arcs, and how many of the oldest records go when it is hit. */
+const ARC_LOG_MAX = 1024;
+const ARC_LOG_TRIM = 64;
 
 export interface HisiAccDriverOptions {
   /** Migration uAPI: v2 (MIG_DEVICE_STATE, default) or the RFC's v1 region. */
@@ -124,7 +129,7 @@ export function requirePfQm(core: VfioPciCoreDevice): { dev: HostPciDevice; pf: 
 export class HisiAccVfDevice implements MatchChecker {
   readonly core: VfioPciCoreDevice;
   readonly opts: ResolvedOptions;
-  /** Arcs run since open (bounded; tests clear it). */
+  /** Arcs run since open: the most recent ones, at most ARC_LOG_MAX (tests clear it). */
   readonly arcs: ArcRecord[] = [];
   migState = RUNNING;
   /** hisi_acc_vdev->vf_qm_state: QM_READY until a save, load or reset says otherwise. */
@@ -266,7 +271,7 @@ export class HisiAccVfDevice implements MatchChecker {
   saveInto(regs: VfRegs, d: AccVfData): Uint8Array {
     const len = saveState(this.vfQm, regs, d);
     this.vfQmState = d.vf_qm_state;
-    const bytes = encodeAccVfData(d, len);
+    const bytes = encodeAccVfData(d, len, allocBytes(len));
     const now = this.vfQm.sched.now;
     if (len === ACC_VF_DATA_SIZE) this.lastRegs = { bytes, time: now };
     this.lastMigf = { data: d, length: len, bytes, side: 'save', time: now };
@@ -304,7 +309,7 @@ export class HisiAccVfDevice implements MatchChecker {
     const errno = this.opts.oldHwPolicy === 'rfc' || this.opts.protocol === 'v1' ? 'EINVAL' : 'EFAULT';
     const t = this.vfQm;
     try {
-      const d = decodeAccVfData(head.subarray(0, QM_MATCH_SIZE)).data;
+      const d = readMatchFields(head);
       if (d.dev_id !== t.devId) fail('EINVAL', `failed to match VF devices: 0x${d.dev_id.toString(16)}`);
       const q = this.withRegs((regs) => vfMailboxQueues(regs));
       if (q === null) fail('EINVAL', 'failed to get vft qp nums');
@@ -390,27 +395,40 @@ export class HisiAccVfDevice implements MatchChecker {
   /** VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE SET. */
   setState(target: number): VfioFile | null {
     if (!this.opened) fail('ENODEV', 'device is not open');
-    return this.exclusive(() => {
-      let file: VfioFile | null = null;
-      while (this.migState !== target) {
-        const next = migGetNextState(HISI_ACC_MIG_FLAGS, this.migState, target);
-        const rec: ArcRecord = { from: this.migState, to: next, ok: false, errno: 0, start: this.vfQm.sched.now, end: 0 };
-        if (this.arcs.length >= 1024) this.arcs.shift();
-        this.arcs.push(rec);
-        try {
-          const f = this.arc(this.migState, next);
-          if (f) file = f;
-          rec.ok = true;
-        } catch (e) {
-          if (e instanceof KernelError) rec.errno = e.errno;
-          throw e;
-        } finally {
-          rec.end = this.vfQm.sched.now;
-        }
-        this.migState = next;
+    // exclusive() spelled out, so the ioctl makes no closure.
+    if (this.busy) fail('EBUSY', 'a migration state change is in progress');
+    this.busy = true;
+    try {
+      return this.walk(target);
+    } finally {
+      this.busy = false;
+      if (this.deferredReset) this.applyReset();
+    }
+  }
+
+  /** The core's path walk towards `target`, one driver arc at a time. */
+  private walk(target: number): VfioFile | null {
+    let file: VfioFile | null = null;
+    while (this.migState !== target) {
+      const next = migGetNextState(HISI_ACC_MIG_FLAGS, this.migState, target);
+      const rec: ArcRecord = { from: this.migState, to: next, ok: false, errno: 0, start: this.vfQm.sched.now, end: 0 };
+      // At most ARC_LOG_MAX records; the oldest go ARC_LOG_TRIM at a time (a shift per arc
+      // moved the whole array every time).
+      if (this.arcs.length >= ARC_LOG_MAX) this.arcs.splice(0, ARC_LOG_TRIM);
+      this.arcs.push(rec);
+      try {
+        const f = this.arc(this.migState, next);
+        if (f) file = f;
+        rec.ok = true;
+      } catch (e) {
+        if (e instanceof KernelError) rec.errno = e.errno;
+        throw e;
+      } finally {
+        rec.end = this.vfQm.sched.now;
       }
-      return file;
-    });
+      this.migState = next;
+    }
+    return file;
   }
 
   private arc(cur: number, next: number): VfioFile | null {
@@ -421,7 +439,7 @@ export class HisiAccVfDevice implements MatchChecker {
     if (cur === RUNNING && next === PRE_COPY) {
       const d = this.buildMatch();
       const f = new MigrationSaveFile('precopy');
-      f.append(encodeAccVfData(d, QM_MATCH_SIZE));
+      f.appendOwned(encodeAccVfData(d, QM_MATCH_SIZE));
       this.saving = f;
       this.savingData = d;
       return f;
@@ -448,7 +466,8 @@ export class HisiAccVfDevice implements MatchChecker {
       const d = this.buildMatch();
       const bytes = this.withRegs((regs) => this.saveInto(regs, d));
       const f = new MigrationSaveFile('stopcopy');
-      f.append(bytes);
+      // saveInto's buffer is shared with the debug snapshots only, which never write to it.
+      f.appendOwned(bytes);
       f.finish();
       this.saving = f;
       this.savingData = d;
@@ -466,7 +485,8 @@ export class HisiAccVfDevice implements MatchChecker {
     }
     if (cur === RESUMING && next === STOP) {
       const f = this.resuming ?? fail('EINVAL', 'no resuming file');
-      const bytes = f.received.slice();
+      // A view, not a copy: the file never rewrites bytes it holds, and it is disabled below.
+      const bytes = f.received;
       this.withRegs((regs) => this.loadFrom(regs, bytes));
       this.disableFds();
       return null;

@@ -8,7 +8,7 @@ import { ACC_VF_DATA_SIZE, QM_MATCH_SIZE } from './acc-vf-data.js';
 
 export interface MatchChecker {
   readonly matchDone: boolean;
-  /** Checks the 40 bytes of match data; throws the errno the write must fail with. */
+  /** Checks the match data, the first 40 bytes of `head`; throws the errno the write must fail with. */
   checkMatch(head: Uint8Array): void;
 }
 
@@ -19,6 +19,11 @@ export class HisiAccResumeFile extends MigrationResumeFile {
 
   protected override onData(chunk: Uint8Array, offset: number): void {
     if (this.checker.matchDone || offset + chunk.length < QM_MATCH_SIZE) return;
+    // The usual case, the whole head in the first chunk, needs no copy.
+    if (offset === 0) {
+      this.checker.checkMatch(chunk);
+      return;
+    }
     const head = new Uint8Array(QM_MATCH_SIZE);
     const have = Math.min(offset, QM_MATCH_SIZE);
     head.set(this.received.subarray(0, have));

@@ -18,7 +18,7 @@ import { GuestRamAllocator } from '../../guest/ram.js';
 import { SparseMemory } from '../../mem/sparse-memory.js';
 import { UserAddressSpace } from '../../mem/user-space.js';
 import { Scheduler } from '../../sim/scheduler.js';
-import { readS32 } from '../../uapi/codec.js';
+import { readS32, writeU32 } from '../../uapi/codec.js';
 import { Errno, KernelError, fail } from '../../uapi/errno.js';
 import {
   VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET,
@@ -254,13 +254,15 @@ export class AccVm {
 // ---- uAPI helpers for MIG_DEVICE_STATE and the data fd --------------------------------------
 
 /** VFIO_DEVICE_FEATURE SET MIG_DEVICE_STATE: the ioctl result and the data fd (-1 if none). */
+/** One ioctl argument for every call: the call is synchronous and its answer read at once. */
+const migStateArg = new Uint8Array(16);
+
 export function setMigState(device: VfioFile, state: number): { ret: number; dataFd: number } {
-  const buf = new Uint8Array(16);
-  const dv = new DataView(buf.buffer);
-  dv.setUint32(0, 16, true);
-  dv.setUint32(4, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, true);
-  dv.setUint32(8, state, true);
-  dv.setInt32(12, -1, true);
+  const buf = migStateArg;
+  writeU32(buf, 0, 16);
+  writeU32(buf, 4, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE);
+  writeU32(buf, 8, state);
+  writeU32(buf, 12, -1);
   const ret = device.ioctl(VFIO_DEVICE_FEATURE, buf);
   return { ret, dataFd: readS32(buf, 12) };
 }

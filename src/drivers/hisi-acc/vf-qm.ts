@@ -10,6 +10,7 @@
  */
 import type { Scheduler } from '../../sim/scheduler.js';
 import { KernelError, fail } from '../../uapi/errno.js';
+import type { RegReader } from '../hisi-qm/poll.js';
 import type { HisiQmPf } from '../hisi-qm/qm-pf.js';
 import { QmVftType } from '../hisi-qm/regs.js';
 import {
@@ -45,12 +46,27 @@ export interface QueueSlice {
   num: number;
 }
 
+/** Bits [shift, shift + width(mask)) of the 64-bit word hi:lo (mask below 2^31). */
+function field64(lo: number, hi: number, shift: number, mask: number): number {
+  if (shift >= 32) return (hi >>> (shift - 32)) & mask;
+  if (shift === 0) return lo & mask;
+  return ((lo >>> shift) | (hi << (32 - shift))) & mask;
+}
+
+// The VFT layout as plain numbers: decoding runs on every match-data read, and BigInt
+// arithmetic there cost more than the register accesses.
+/** The valid bit (44) as a mask of the high word. */
+const VFT_VALID_HI = Number(QM_SQC_VFT_VALID >> 32n);
+const VFT_BASE_SHIFT = Number(QM_SQC_VFT_BASE_SHIFT);
+const VFT_BASE_MASK = Number(QM_SQC_VFT_BASE_MASK);
+const VFT_NUM_SHIFT = Number(QM_SQC_VFT_NUM_SHIFT);
+const VFT_NUM_MASK = Number(QM_SQC_VFT_NUM_MASK);
+
 function decodeVft(lo: number, hi: number): QueueSlice | null {
-  const vft = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-  if ((vft & QM_SQC_VFT_VALID) === 0n) return null;
+  if ((hi & VFT_VALID_HI) === 0) return null;
   return {
-    base: Number((vft >> QM_SQC_VFT_BASE_SHIFT) & QM_SQC_VFT_BASE_MASK),
-    num: Number((vft >> QM_SQC_VFT_NUM_SHIFT) & QM_SQC_VFT_NUM_MASK) + 1,
+    base: field64(lo, hi, VFT_BASE_SHIFT, VFT_BASE_MASK),
+    num: field64(lo, hi, VFT_NUM_SHIFT, VFT_NUM_MASK) + 1,
   };
 }
 
@@ -91,13 +107,16 @@ export function matchData(t: VfQmTarget, vfQmState: number): AccVfData {
   return d;
 }
 
-/** qm_check_reg_state: the register must read 0 within 100 reads 100 us apart, else EBUSY. */
-function checkRegState(sched: Scheduler, read: () => number, what: string): void {
-  let state = read();
+/**
+ * qm_check_reg_state: the register must read 0 within 100 reads 100 us apart, else EBUSY.
+ * A register that already reads 0 costs one read and no scheduler work.
+ */
+function checkRegState(sched: Scheduler, regs: RegReader, off: number, what: string): void {
+  let state = regs.readReg32(off);
   let n = 0;
   while (state !== 0 && n < ERROR_CHECK_TIMEOUT) {
     sched.advance(CHECK_DELAY_NS);
-    state = read();
+    state = regs.readReg32(off);
     n++;
   }
   if (n >= ERROR_CHECK_TIMEOUT) fail('EBUSY', `${what} stays 0x${state.toString(16)}`);
@@ -119,13 +138,13 @@ function engineStatusReg(devId: number): number {
 export function stopDevice(t: VfQmTarget, regs: VfRegs): void {
   regs.mailbox(QM_MB_CMD_PAUSE_QM, 0, 0, 0, 0);
   const pf = t.pf;
-  checkRegState(t.sched, () => pf.readReg(QM_ABNORMAL_INT_STATUS), 'QM RAS state');
-  checkRegState(t.sched, () => regs.read(QM_IFC_INT_STATUS), 'QM IFC INT state');
-  checkRegState(t.sched, () => regs.read(QM_IFC_INT_SET_V), 'QM IFC INT SET state');
+  checkRegState(t.sched, pf, QM_ABNORMAL_INT_STATUS, 'QM RAS state');
+  checkRegState(t.sched, regs, QM_IFC_INT_STATUS, 'QM IFC INT state');
+  checkRegState(t.sched, regs, QM_IFC_INT_SET_V, 'QM IFC INT SET state');
   const engine = engineStatusReg(t.devId);
-  checkRegState(t.sched, () => pf.readReg(engine), 'engine status');
+  checkRegState(t.sched, pf, engine, 'engine status');
   regs.write(QM_CACHE_WB_START, 1);
-  if (regs.poll(QM_CACHE_WB_DONE, (v) => (v & 1) === 1) === null) fail('EINVAL', 'vf QM writeback sqc cache fail');
+  if (regs.pollMasked(QM_CACHE_WB_DONE, 1, 1) === null) fail('EINVAL', 'vf QM writeback sqc cache fail');
 }
 
 /** The PF BAR2 offset of dword i of the VF's EQC (or AEQC) window in PF-control mode. */
@@ -148,16 +167,30 @@ function writeXeqc(t: VfQmTarget, regs: VfRegs, aeq: boolean, dw: readonly numbe
   }
 }
 
+// DMA addresses cross between bigint fields and u32 register halves on every save and load;
+// BigInt arithmetic allocates a BigInt per operation, so the split goes through 8 bytes of
+// scratch seen both as one u64 and as two u32 (which of the two is low depends on the host).
+const SPLIT64 = new BigUint64Array(1);
+const SPLIT32 = new Uint32Array(SPLIT64.buffer);
+const LOW_WORD = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HIGH_WORD = 1 - LOW_WORD;
+
+/** Bits [31:0] of `v` (as a u64, like the C assignment). */
 function lo32(v: bigint): number {
-  return Number(v & 0xffffffffn);
+  SPLIT64[0] = v;
+  return SPLIT32[LOW_WORD]!;
 }
 
+/** Bits [63:32] of `v` (as a u64). */
 function hi32(v: bigint): number {
-  return Number((v >> 32n) & 0xffffffffn);
+  SPLIT64[0] = v;
+  return SPLIT32[HIGH_WORD]!;
 }
 
 function dmaFromWords(w: { lo: number; hi: number }): bigint {
-  return (BigInt(w.hi >>> 0) << 32n) | BigInt(w.lo >>> 0);
+  SPLIT32[LOW_WORD] = w.lo;
+  SPLIT32[HIGH_WORD] = w.hi;
+  return SPLIT64[0]!;
 }
 
 /**
@@ -192,7 +225,7 @@ function eqDoorbell(regs: VfRegs, cmd: number, head: number): void {
  * heads so an interrupt pending at the stop is raised again. Returns the stream length.
  */
 export function saveState(t: VfQmTarget, regs: VfRegs, d: AccVfData): number {
-  if (regs.poll(QM_VF_STATE, (v) => (v & 1) === 0) === null) {
+  if (regs.pollMasked(QM_VF_STATE, 1, 0) === null) {
     d.vf_qm_state = QM_NOT_READY;
     return QM_MATCH_SIZE;
   }

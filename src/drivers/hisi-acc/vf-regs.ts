@@ -11,14 +11,16 @@
 import type { PciFunction } from '../../hw/pci/function.js';
 import type { Scheduler } from '../../sim/scheduler.js';
 import { fail } from '../../uapi/errno.js';
-import { pollTimeout } from '../hisi-qm/poll.js';
+import { type RegReader, pollMasked } from '../hisi-qm/poll.js';
 import {
   MB_POLL_PERIOD_NS, MB_POLL_TIMEOUT_NS, QM_BAR, QM_DB_BAR, QM_MB_BUSY, QM_MB_CMD_DATA_ADDR_H,
   QM_MB_CMD_DATA_ADDR_L, QM_MB_CMD_SEND_BASE, QM_MB_OP_SHIFT, QM_MB_STATUS_MASK, QM_MB_STATUS_SHIFT,
 } from './regs.js';
 
-export class VfRegs {
+export class VfRegs implements RegReader {
   private live = true;
+  /** What mailbox() returns, refilled by every command (callers use it at once). */
+  private readonly mbData = { lo: 0, hi: 0 };
 
   constructor(private readonly fn: PciFunction, readonly sched: Scheduler) {}
 
@@ -34,6 +36,11 @@ export class VfRegs {
   read(off: number): number {
     this.check();
     return this.fn.mmioRead(QM_BAR, off, 4, 'driver') >>> 0;
+  }
+
+  /** RegReader: the same as `read`. */
+  readReg32(off: number): number {
+    return this.read(off);
   }
 
   write(off: number, v: number): void {
@@ -56,31 +63,37 @@ export class VfRegs {
     this.live = false;
   }
 
-  /** readl_relaxed_poll_timeout with the mailbox timing (10 us period, 1 ms timeout). */
-  poll(off: number, done: (v: number) => boolean, periodNs = MB_POLL_PERIOD_NS, timeoutNs = MB_POLL_TIMEOUT_NS): number | null {
-    return pollTimeout(this.sched, () => this.read(off), done, periodNs, timeoutNs);
+  /**
+   * readl_relaxed_poll_timeout of `(reg & mask) === want` with the mailbox timing (10 us
+   * period, 1 ms timeout); a condition that already holds costs one register read.
+   */
+  pollMasked(off: number, mask: number, want: number): number | null {
+    return pollMasked(this.sched, this, off, mask, want, MB_POLL_PERIOD_NS, MB_POLL_TIMEOUT_NS);
   }
 
   /** hisi_qm_wait_mb_ready: true once the mailbox busy bit is clear. */
   waitMailboxReady(): boolean {
-    return this.poll(QM_MB_CMD_SEND_BASE, (v) => (v & QM_MB_BUSY) === 0) !== null;
+    return this.pollMasked(QM_MB_CMD_SEND_BASE, QM_MB_BUSY, 0) !== null;
   }
 
   /**
    * One VF mailbox command (qm-hardware.md section 2): wait idle (EBUSY), one 16-byte store as
    * two 64-bit writes, wait for completion (ETIMEDOUT), non-zero status -> EIO. Returns the
-   * data words at 0x304/0x308 afterwards.
+   * data words at 0x304/0x308 afterwards, in an object the next command overwrites.
    */
   mailbox(cmd: number, queue: number, lo: number, hi: number, op: 0 | 1): { lo: number; hi: number } {
     if (!this.waitMailboxReady()) fail('EBUSY', 'QM mailbox is busy to start');
     const w0 = (cmd | (op << QM_MB_OP_SHIFT) | QM_MB_BUSY | (queue << 16)) >>> 0;
     this.write64(QM_MB_CMD_SEND_BASE, w0, lo);
     this.write64(QM_MB_CMD_DATA_ADDR_H, hi, 0);
-    const done = this.poll(QM_MB_CMD_SEND_BASE, (v) => (v & QM_MB_BUSY) === 0);
+    const done = this.pollMasked(QM_MB_CMD_SEND_BASE, QM_MB_BUSY, 0);
     if (done === null) fail('ETIMEDOUT', 'QM mailbox operation timeout');
     if (((done >>> QM_MB_STATUS_SHIFT) & QM_MB_STATUS_MASK) !== 0) {
       fail('EIO', `QM mailbox command 0x${cmd.toString(16)} failed`);
     }
-    return { lo: this.read(QM_MB_CMD_DATA_ADDR_L), hi: this.read(QM_MB_CMD_DATA_ADDR_H) };
+    const data = this.mbData;
+    data.lo = this.read(QM_MB_CMD_DATA_ADDR_L);
+    data.hi = this.read(QM_MB_CMD_DATA_ADDR_H);
+    return data;
   }
 }

@@ -14,7 +14,7 @@ import type { EngineKind } from '../../hw/profile.js';
 import type { HostPciDevice } from '../../host/pci-device.js';
 import { fail } from '../../uapi/errno.js';
 import { PfIfc } from './pf-ifc.js';
-import { pollTimeout } from './poll.js';
+import { type RegReader, pollMasked } from './poll.js';
 import {
   POLL_PERIOD_NS, POLL_TIMEOUT_NS, QM_CAP_MB_COMMAND, QM_CQC_VFT_VALID, QM_FUNC_CAPS_REG,
   QM_FUNC_CAPS_V3_DEFAULT, QM_HW_V2, QM_HW_V3, QM_MAX_VFS_NUM_V2, QM_MB_BUSY,
@@ -50,11 +50,14 @@ export interface HisiQmPfOptions {
   pfQNum?: number;
 }
 
+/** The data argument of a VFT read (not written anywhere). */
+const NO_DATA: Word64 = Object.freeze({ lo: 0, hi: 0 });
+
 function u64Halves(v: bigint): Word64 {
   return { lo: Number(v & 0xffffffffn), hi: Number((v >> 32n) & 0xffffffffn) };
 }
 
-export class HisiQmPf {
+export class HisiQmPf implements RegReader {
   readonly dev: HostPciDevice;
   readonly engine: EngineKind;
   /** The PCI revision the function reports. */
@@ -153,8 +156,14 @@ export class HisiQmPf {
     this.dev.fn.mmioWrite64(PF_BAR, off, lo >>> 0, hi >>> 0, 'pf');
   }
 
-  private poll(off: number, done: (v: number) => boolean): number | null {
-    return pollTimeout(this.dev.bus.scheduler, () => this.readReg(off), done, POLL_PERIOD_NS, POLL_TIMEOUT_NS);
+  /** RegReader: `readReg`. */
+  readReg32(off: number): number {
+    return this.readReg(off);
+  }
+
+  /** Polls until `(reg & mask) === want`; one read when that already holds. */
+  private poll(off: number, mask: number, want: number): number | null {
+    return pollMasked(this.dev.bus.scheduler, this, off, mask, want, POLL_PERIOD_NS, POLL_TIMEOUT_NS);
   }
 
   // ---- VFT (qm-hardware.md section 4) -------------------------------------------------------
@@ -166,7 +175,7 @@ export class HisiQmPf {
 
   /** One VFT_CFG operation: poll RDY, OP_WR, TYPE, CFG, [DATA], RDY=0, OP_ENABLE, poll RDY. */
   private vftOp(fn: number, type: number, read: boolean, data: Word64): Word64 {
-    if (this.poll(QM_VFT_CFG_RDY, (v) => (v & 1) === 1) === null) fail('ETIMEDOUT', 'VFT configuration not ready');
+    if (this.poll(QM_VFT_CFG_RDY, 1, 1) === null) fail('ETIMEDOUT', 'VFT configuration not ready');
     this.writeReg(QM_VFT_CFG_OP_WR, read ? 1 : 0);
     this.writeReg(QM_VFT_CFG_TYPE, type);
     this.writeReg(QM_VFT_CFG, fn);
@@ -176,14 +185,14 @@ export class HisiQmPf {
     }
     this.writeReg(QM_VFT_CFG_RDY, 0);
     this.writeReg(QM_VFT_CFG_OP_ENABLE, 1);
-    if (this.poll(QM_VFT_CFG_RDY, (v) => (v & 1) === 1) === null) fail('ETIMEDOUT', 'VFT operation did not complete');
+    if (this.poll(QM_VFT_CFG_RDY, 1, 1) === null) fail('ETIMEDOUT', 'VFT operation did not complete');
     return read ? { lo: this.readReg(QM_VFT_CFG_DATA_L), hi: this.readReg(QM_VFT_CFG_DATA_H) } : data;
   }
 
   /** The raw VFT word of function `fn` (0 = PF) and `type` (0 SQC, 1 CQC, 2 shaper). */
   vftRead(fn: number, type: number): Word64 {
     this.checkVftTarget(fn, type);
-    return this.vftOp(fn, type, true, { lo: 0, hi: 0 });
+    return this.vftOp(fn, type, true, NO_DATA);
   }
 
   /** Writes a raw VFT word (the shaper word has its own encoding, so it is only raw). */
@@ -276,15 +285,14 @@ export class HisiQmPf {
 
   private mailboxLocked(cmd: number, queue: number, data: Word64, op: 0 | 1): Word64 {
     this.stats.mailboxCommands++;
-    const idle = (v: number) => (v & QM_MB_BUSY) === 0;
-    if (this.poll(QM_MB_CMD_SEND_BASE, idle) === null) {
+    if (this.poll(QM_MB_CMD_SEND_BASE, QM_MB_BUSY, 0) === null) {
       this.stats.mailboxFailures++;
       fail('EBUSY', 'QM mailbox is busy to start');
     }
     const w0 = (cmd | (op << QM_MB_OP_SHIFT) | QM_MB_BUSY) >>> 0;
     this.writeReg64(QM_MB_CMD_SEND_BASE, (w0 | (queue << 16)) >>> 0, data.lo);
     this.writeReg64(QM_MB_CMD_DATA_ADDR_H, data.hi, 0);
-    const done = this.poll(QM_MB_CMD_SEND_BASE, idle);
+    const done = this.poll(QM_MB_CMD_SEND_BASE, QM_MB_BUSY, 0);
     if (done === null) {
       this.stats.mailboxFailures++;
       fail('ETIMEDOUT', 'QM mailbox operation timeout');

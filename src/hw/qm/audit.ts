@@ -36,18 +36,24 @@ function originIndex(o: AccessOrigin): number {
 
 export const AUDIT_RING_DEFAULT = 1024;
 
+/** Words per detailed entry in `rec`: offset, value, high value, packed kind. */
+const REC_WORDS = 4;
+
+/**
+ * Packed kind word of an entry: origin [2:0], bar [5:3], size [9:6], write [10]. One record is
+ * four adjacent u32 plus a time slot, so logging an access touches two cache lines at most
+ * (it runs on every driver access to a VF).
+ */
+function packKind(origin: number, bar: number, size: number, write: boolean): number {
+  return origin | ((bar & 7) << 3) | ((size & 0xf) << 6) | (write ? 1 << 10 : 0);
+}
+
 export class AuditLog {
   /** counts[origin*2 + half] */
   private readonly counts = new Float64Array(ORIGINS.length * 2);
   private readonly cap: number;
   private readonly tTime: Float64Array;
-  private readonly tOrigin: Uint8Array;
-  private readonly tBar: Uint8Array;
-  private readonly tOff: Uint32Array;
-  private readonly tSize: Uint8Array;
-  private readonly tWrite: Uint8Array;
-  private readonly tVal: Uint32Array;
-  private readonly tValHi: Uint32Array;
+  private readonly rec: Uint32Array;
   private next = 0;
   private stored = 0;
   /** Detailed entries ever recorded (including ones the ring has since overwritten). */
@@ -56,13 +62,7 @@ export class AuditLog {
   constructor(capacity = AUDIT_RING_DEFAULT) {
     this.cap = Math.max(1, capacity | 0);
     this.tTime = new Float64Array(this.cap);
-    this.tOrigin = new Uint8Array(this.cap);
-    this.tBar = new Uint8Array(this.cap);
-    this.tOff = new Uint32Array(this.cap);
-    this.tSize = new Uint8Array(this.cap);
-    this.tWrite = new Uint8Array(this.cap);
-    this.tVal = new Uint32Array(this.cap);
-    this.tValHi = new Uint32Array(this.cap);
+    this.rec = new Uint32Array(this.cap * REC_WORDS);
   }
 
   /**
@@ -76,14 +76,13 @@ export class AuditLog {
     if (oi === 0 && !high) return;
     const i = this.next;
     this.tTime[i] = time;
-    this.tOrigin[i] = oi;
-    this.tBar[i] = bar;
-    this.tOff[i] = off;
-    this.tSize[i] = size;
-    this.tWrite[i] = write ? 1 : 0;
-    this.tVal[i] = value >>> 0;
-    this.tValHi[i] = valueHi >>> 0;
-    this.next = (i + 1) % this.cap;
+    const r = i * REC_WORDS;
+    const rec = this.rec;
+    rec[r] = off;
+    rec[r + 1] = value;
+    rec[r + 2] = valueHi;
+    rec[r + 3] = packKind(oi, bar, size, write);
+    this.next = i + 1 === this.cap ? 0 : i + 1;
     if (this.stored < this.cap) this.stored++;
     this.recorded++;
   }
@@ -105,15 +104,17 @@ export class AuditLog {
     const start = (this.next - this.stored + this.cap) % this.cap;
     for (let k = 0; k < this.stored; k++) {
       const i = (start + k) % this.cap;
+      const r = i * REC_WORDS;
+      const kind = this.rec[r + 3]!;
       out.push({
         time: this.tTime[i]!,
-        origin: ORIGINS[this.tOrigin[i]!]!,
-        bar: this.tBar[i]!,
-        off: this.tOff[i]!,
-        size: this.tSize[i] as 1 | 2 | 4 | 8,
-        write: this.tWrite[i] === 1,
-        value: this.tVal[i]!,
-        valueHi: this.tValHi[i]!,
+        origin: ORIGINS[kind & 7]!,
+        bar: (kind >>> 3) & 7,
+        off: this.rec[r]!,
+        size: ((kind >>> 6) & 0xf) as 1 | 2 | 4 | 8,
+        write: ((kind >>> 10) & 1) === 1,
+        value: this.rec[r + 1]!,
+        valueHi: this.rec[r + 2]!,
       });
     }
     return out;

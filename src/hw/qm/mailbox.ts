@@ -40,10 +40,20 @@ export interface MailboxResult {
   dataH?: number;
 }
 
+/** Status-only results by status value, shared: results are read once and never kept. */
+const STATUS_RESULTS: readonly MailboxResult[] = Array.from({ length: 16 }, (_, status) => Object.freeze({ status }));
+
+/** The result of a command that returns no data. */
+export function statusResult(status: number): MailboxResult {
+  return STATUS_RESULTS[status & 0xf]!;
+}
+
 export class MailboxRegs {
   /** What software reads and writes: w0|queue<<16, base_l, base_h, rsvd. */
   readonly words = new Uint32Array(4);
   private readonly latchedWords = new Uint32Array(4);
+  /** command()'s answer, refilled on every call (the command runs before the next latch). */
+  private readonly latched: MailboxCommand = { cmd: 0, op: 0, queue: 0, baseL: 0, baseH: 0 };
   busy = false;
   readonly counters = { latched: 0, droppedWhileBusy: 0, failed: 0 };
 
@@ -74,15 +84,16 @@ export class MailboxRegs {
     return false;
   }
 
+  /** The latched command; the object is reused, so it is only valid until the next call. */
   command(): MailboxCommand {
     const w0 = this.latchedWords[0]!;
-    return {
-      cmd: w0 & MB_CMD_MASK,
-      op: (w0 & MB_OP_BIT) !== 0 ? 1 : 0,
-      queue: w0 >>> 16,
-      baseL: this.latchedWords[1]!,
-      baseH: this.latchedWords[2]!,
-    };
+    const c = this.latched;
+    c.cmd = w0 & MB_CMD_MASK;
+    c.op = (w0 & MB_OP_BIT) !== 0 ? 1 : 0;
+    c.queue = w0 >>> 16;
+    c.baseL = this.latchedWords[1]!;
+    c.baseH = this.latchedWords[2]!;
+    return c;
   }
 
   complete(r: MailboxResult): void {
@@ -125,6 +136,15 @@ export class MailboxEngine {
 
   /** Queues a function whose mailbox just latched a command. */
   submit(client: MailboxClient): void {
+    // An idle engine without latency runs the command at once: what pump() would do with a
+    // one-entry queue, without queueing (this is every command of a migration arc).
+    if (this.running === null && this.queue.length === 0 && this.latencyNs <= 0
+      && !this.faults.mailboxHang && !client.mailboxHung) {
+      this.executed++;
+      client.runMailbox();
+      this.pump();
+      return;
+    }
     this.queue.push(client);
     this.pump();
   }

@@ -38,6 +38,15 @@ export interface PfRegsHost {
 export const PF_REGS_BASE = 0x100000;
 const MIG_WINDOWS_END = QM_MIG_REGION_OFFSET + 64 * QM_MIG_REGION_SIZE;
 
+/**
+ * The stored bits of a masked dword write. A plain function on purpose: a closure made per
+ * write costs more than the whole register access under the tsx/vitest transforms (keepNames
+ * wraps every named closure in a defineProperty call).
+ */
+function merge(cur: number, value: number, mask: number): number {
+  return ((cur & ~mask) | (value & mask)) >>> 0;
+}
+
 export class PfRegisters implements DwordRegs {
   private abnSource = 0;
   private abnMask = QM_ABNORMAL_INT_MASK_VALUE;
@@ -132,14 +141,13 @@ export class PfRegisters implements DwordRegs {
       this.windowWrite(off, value, mask);
       return;
     }
-    const merged = (cur: number) => ((cur & ~mask) | (value & mask)) >>> 0;
     switch (off) {
       case QM_ABNORMAL_INT_SOURCE:
         this.abnSource = (this.abnSource & ~(value & mask)) >>> 0;
         return;
       case QM_ABNORMAL_INT_MASK: {
         const before = this.abnStatus();
-        this.abnMask = merged(this.abnMask) & QM_ABNORMAL_INT_MASK_VALUE;
+        this.abnMask = merge(this.abnMask, value, mask) & QM_ABNORMAL_INT_MASK_VALUE;
         if (before === 0 && this.abnStatus() !== 0) this.host.raisePf(Vector.ABNORMAL);
         return;
       }
@@ -149,20 +157,20 @@ export class PfRegisters implements DwordRegs {
         if (before === 0 && this.abnStatus() !== 0) this.host.raisePf(Vector.ABNORMAL);
         return;
       }
-      case QM_DB_TIMEOUT_CFG: this.dbTimeoutCfg = merged(this.dbTimeoutCfg); return;
-      case QM_QUE_ISO_CFG: this.queIso = merged(this.queIso) & 1; return;
-      case QM_MIG_REGION_SEL: if (this.v4) this.migSel = merged(this.migSel) & 1; return;
+      case QM_DB_TIMEOUT_CFG: this.dbTimeoutCfg = merge(this.dbTimeoutCfg, value, mask); return;
+      case QM_QUE_ISO_CFG: this.queIso = merge(this.queIso, value, mask) & 1; return;
+      case QM_MIG_REGION_SEL: if (this.v4) this.migSel = merge(this.migSel, value, mask) & 1; return;
       default: break;
     }
     if (this.host.vftRegs.handles(off)) {
-      this.host.vftRegs.write(off, merged(this.host.vftRegs.read(off)));
+      this.host.vftRegs.write(off, merge(this.host.vftRegs.read(off), value, mask));
       return;
     }
     if (this.v3plus) {
       const ifc = this.host.ifc;
       switch (off) {
         case QM_IFC_INT_SET_P: ifc.pfTrigger(value & mask); return;
-        case QM_IFC_INT_CFG: ifc.intCfg = merged(ifc.intCfg); return;
+        case QM_IFC_INT_CFG: ifc.intCfg = merge(ifc.intCfg, value, mask); return;
         case QM_IFC_INT_SOURCE_P: ifc.pfAck(0, value & mask); return;
         case QM_IFC_INT_SOURCE_P + 4: ifc.pfAck(1, value & mask); return;
         default: break;

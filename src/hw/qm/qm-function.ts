@@ -36,6 +36,7 @@ import * as EqNs from './eq.js';
 import { EventQueue } from './eq.js';
 import { FunctionFaults } from './faults.js';
 import { IrqLines } from './irq.js';
+import * as MailboxNs from './mailbox.js';
 import { MailboxRegs, type MailboxClient, type MailboxCommand, type MailboxResult } from './mailbox.js';
 import * as MigWin from './migration-window.js';
 import * as Mmio from './mmio-access.js';
@@ -49,6 +50,7 @@ import * as Regs from './registers.js';
 // Imported values are bound to module-local constants: under the tsx/vitest module
 // transforms every access to an imported binding is a getter call, too slow for the hot paths.
 const { CQC_SIZE, SQC_SIZE, XEQC_SIZE, aeqeValue, dmaAddr } = Ctx;
+const { statusResult } = MailboxNs;
 const { PushResult } = EqNs;
 const { migWindowRead, migWindowWrite } = MigWin;
 const { accessOk, allOnes, read64Split, readSized, write64Split, writeSized } = Mmio;
@@ -184,6 +186,7 @@ export class QmFunction implements QpHost, MailboxClient {
   private pausedFlag = false;
   private removed = false;
   private readonly ctxBuf = new Uint8Array(SQC_SIZE);
+  private readonly mbResult: MailboxResult = { status: MbStatus.OK, dataL: 0, dataH: 0 };
   private readonly xeqcBuf = new Uint8Array(XEQC_SIZE);
   private readonly hw: HwVersion;
   private readonly resetOverrides: [number, number][];
@@ -435,6 +438,11 @@ export class QmFunction implements QpHost, MailboxClient {
       this.eqDoorbell(lo, hi);
       return;
     }
+    if ((off & 3) === 0) {
+      this.writeDw(off, lo >>> 0, 0xffffffff);
+      this.writeDw(off + 4, hi >>> 0, 0xffffffff);
+      return;
+    }
     write64Split(this.lowRegs, off, lo, hi);
   }
 
@@ -551,10 +559,11 @@ export class QmFunction implements QpHost, MailboxClient {
     const valid = sqc ? this.sqcBtValid : this.cqcBtValid;
     if (!valid) return false;
     const base = sqc ? dmaAddr(this.sqcBtL, this.sqcBtH) : dmaAddr(this.cqcBtL, this.cqcBtH);
-    const buf = this.ctxBuf;
-    if (!this.dma.read(base + qp.qn * SQC_SIZE, buf)) return false;
-    if (sqc) qp.loadSqc(buf);
-    else qp.loadCqc(buf);
+    // Straight into the qp's context buffer: while a context is not loaded its bytes are
+    // never used, so a failed read there does no harm.
+    if (!this.port.read(base + qp.qn * SQC_SIZE, sqc ? qp.sqc : qp.cqc)) return false;
+    if (sqc) qp.sqcFilled();
+    else qp.cqcFilled();
     return true;
   }
 
@@ -624,17 +633,15 @@ export class QmFunction implements QpHost, MailboxClient {
 
   private finishWriteback(): void {
     if (!this.wbPending || this.faults.writebackHang) return;
-    const buf = this.ctxBuf;
-    for (const qp of this.qps) {
+    const port = this.port;
+    const sqcBase = this.sqcBtValid ? dmaAddr(this.sqcBtL, this.sqcBtH) : -1;
+    const cqcBase = this.cqcBtValid ? dmaAddr(this.cqcBtL, this.cqcBtH) : -1;
+    const qps = this.qps;
+    for (let i = 0; i < qps.length; i++) {
+      const qp = qps[i];
       if (!qp) continue;
-      if (qp.sqcLoaded && this.sqcBtValid) {
-        qp.encodeSqc(buf);
-        this.dma.write(dmaAddr(this.sqcBtL, this.sqcBtH) + qp.qn * SQC_SIZE, buf);
-      }
-      if (qp.cqcLoaded && this.cqcBtValid) {
-        qp.encodeCqc(buf);
-        this.dma.write(dmaAddr(this.cqcBtL, this.cqcBtH) + qp.qn * CQC_SIZE, buf);
-      }
+      if (qp.sqcLoaded && sqcBase >= 0) port.write(sqcBase + qp.qn * SQC_SIZE, qp.sqcImage());
+      if (qp.cqcLoaded && cqcBase >= 0) port.write(cqcBase + qp.qn * CQC_SIZE, qp.cqcImage());
     }
     this.wbPending = false;
     this.wbDone = 1;
@@ -665,20 +672,17 @@ export class QmFunction implements QpHost, MailboxClient {
         const q = c.cmd === MbCmd.EQC ? this.eq : this.aeq;
         const buf = this.xeqcBuf;
         if (c.op === 0) {
-          if (!this.dma.read(addr, buf)) return { status: MbStatus.DMA_FAULT };
+          if (!this.dma.read(addr, buf)) return statusResult(MbStatus.DMA_FAULT);
           q.load(buf);
-          return { status: MbStatus.OK };
+          return statusResult(MbStatus.OK);
         }
         q.dump(buf);
-        return { status: this.dma.write(addr, buf) ? MbStatus.OK : MbStatus.DMA_FAULT };
+        return statusResult(this.dma.write(addr, buf) ? MbStatus.OK : MbStatus.DMA_FAULT);
       }
       case MbCmd.SQC_BT:
       case MbCmd.CQC_BT: {
         const sqc = c.cmd === MbCmd.SQC_BT;
-        if (c.op === 1) {
-          return sqc ? { status: MbStatus.OK, dataL: this.sqcBtL, dataH: this.sqcBtH }
-            : { status: MbStatus.OK, dataL: this.cqcBtL, dataH: this.cqcBtH };
-        }
+        if (c.op === 1) return sqc ? this.okWithData(this.sqcBtL, this.sqcBtH) : this.okWithData(this.cqcBtL, this.cqcBtH);
         if (sqc) {
           this.sqcBtL = c.baseL; this.sqcBtH = c.baseH; this.sqcBtValid = true;
         } else {
@@ -686,16 +690,16 @@ export class QmFunction implements QpHost, MailboxClient {
         }
         // The cache is tagged by its array: a new array means contexts come from it.
         this.invalidateCache(sqc);
-        return { status: MbStatus.OK };
+        return statusResult(MbStatus.OK);
       }
       case MbCmd.SQC_VFT_V2: {
-        if (c.op !== 1) return { status: MbStatus.BAD_OP };
+        if (c.op !== 1) return statusResult(MbStatus.BAD_OP);
         const [lo, hi] = this.dev.vft.word(VftType.SQC, this.index);
-        return { status: MbStatus.OK, dataL: lo, dataH: hi };
+        return this.okWithData(lo, hi);
       }
       case MbCmd.STOP_QP: {
-        if (!this.hasCap(Cap.STOP_QP)) return { status: MbStatus.UNSUPPORTED };
-        if (c.queue >= this.cachedQpNum) return { status: MbStatus.BAD_QUEUE };
+        if (!this.hasCap(Cap.STOP_QP)) return statusResult(MbStatus.UNSUPPORTED);
+        if (c.queue >= this.cachedQpNum) return statusResult(MbStatus.BAD_QUEUE);
         const qp = this.qps[c.queue];
         if (qp) {
           if (!this.pausedFlag) drainQp(this, qp);
@@ -704,36 +708,44 @@ export class QmFunction implements QpHost, MailboxClient {
           }
           qp.stopped = true;
         }
-        return { status: MbStatus.OK };
+        return statusResult(MbStatus.OK);
       }
       case MbCmd.FLUSH_QM: {
-        if (!this.hasCap(Cap.STOP_FUNC)) return { status: MbStatus.UNSUPPORTED };
+        if (!this.hasCap(Cap.STOP_FUNC)) return statusResult(MbStatus.UNSUPPORTED);
         if (!this.pausedFlag) for (const qp of this.qps) if (qp && !qp.stopped) drainQp(this, qp);
-        return { status: MbStatus.OK };
+        return statusResult(MbStatus.OK);
       }
       case MbCmd.SRC: {
-        if (!this.hasCap(Cap.MB_COMMAND)) return { status: MbStatus.UNSUPPORTED };
-        return { status: this.dev.ifc.send(this.index, c.queue, c.baseL, c.baseH) };
+        if (!this.hasCap(Cap.MB_COMMAND)) return statusResult(MbStatus.UNSUPPORTED);
+        return statusResult(this.dev.ifc.send(this.index, c.queue, c.baseL, c.baseH));
       }
       case MbCmd.DST: {
-        if (!this.hasCap(Cap.MB_COMMAND)) return { status: MbStatus.UNSUPPORTED };
+        if (!this.hasCap(Cap.MB_COMMAND)) return statusResult(MbStatus.UNSUPPORTED);
         const m = this.dev.ifc.receive(this.index, c.queue);
-        return m.status === MbStatus.OK ? { status: MbStatus.OK, dataL: m.lo, dataH: m.hi } : { status: m.status };
+        return m.status === MbStatus.OK ? this.okWithData(m.lo, m.hi) : statusResult(m.status);
       }
       case MbCmd.PAUSE_QM:
-        if (this.hw === 'v2') return { status: MbStatus.UNSUPPORTED };
+        if (this.hw === 'v2') return statusResult(MbStatus.UNSUPPORTED);
         this.pausedFlag = true;
-        return { status: MbStatus.OK };
+        return statusResult(MbStatus.OK);
       default:
-        return { status: MbStatus.UNDEFINED_CMD };
+        return statusResult(MbStatus.UNDEFINED_CMD);
     }
   }
 
+  /** A successful command's result with data words (one object per function, used at once). */
+  private okWithData(lo: number, hi: number): MailboxResult {
+    const r = this.mbResult;
+    r.dataL = lo;
+    r.dataH = hi;
+    return r;
+  }
+
   private mbXqc(sqc: boolean, op: 0 | 1, qn: number, addr: number): MailboxResult {
-    if (qn >= this.cachedQpNum) return { status: MbStatus.BAD_QUEUE };
+    if (qn >= this.cachedQpNum) return statusResult(MbStatus.BAD_QUEUE);
     const buf = this.ctxBuf;
     if (op === 0) {
-      if (!this.dma.read(addr, buf)) return { status: MbStatus.DMA_FAULT };
+      if (!this.dma.read(addr, buf)) return statusResult(MbStatus.DMA_FAULT);
       const qp = this.qps[qn] ?? this.newQp(qn);
       if (sqc) qp.loadSqc(buf);
       else qp.loadCqc(buf);
@@ -741,15 +753,13 @@ export class QmFunction implements QpHost, MailboxClient {
       if (sqc && this.sqcBtValid) this.dma.write(dmaAddr(this.sqcBtL, this.sqcBtH) + qn * SQC_SIZE, buf);
       if (!sqc && this.cqcBtValid) this.dma.write(dmaAddr(this.cqcBtL, this.cqcBtH) + qn * CQC_SIZE, buf);
       this.scheduleQp(qp);
-      return { status: MbStatus.OK };
+      return statusResult(MbStatus.OK);
     }
     const qp = this.qps[qn] ?? this.newQp(qn);
     if (sqc ? !qp.sqcLoaded : !qp.cqcLoaded) {
-      if (!this.fetchContext(qp, sqc)) return { status: MbStatus.NO_CONTEXT };
+      if (!this.fetchContext(qp, sqc)) return statusResult(MbStatus.NO_CONTEXT);
     }
-    if (sqc) qp.encodeSqc(buf);
-    else qp.encodeCqc(buf);
-    return { status: this.dma.write(addr, buf) ? MbStatus.OK : MbStatus.DMA_FAULT };
+    return statusResult(this.dma.write(addr, sqc ? qp.sqcImage() : qp.cqcImage()) ? MbStatus.OK : MbStatus.DMA_FAULT);
   }
 
   private invalidateCache(sqc: boolean): void {
@@ -808,7 +818,8 @@ class Bar2Region implements MmioRegion {
 
   read(off: number, size: 1 | 2 | 4, origin: AccessOrigin): number {
     if (!accessOk(off, size, this.size) || size > 4) return allOnes(size);
-    const v = readSized(this.fn.regs, off, size);
+    // Aligned dwords (every driver access) skip the generic byte-lane split.
+    const v = size === 4 && (off & 3) === 0 ? this.fn.readDw(off) >>> 0 : readSized(this.fn.regs, off, size);
     this.audit(origin, off, size, false, v, 0);
     return v;
   }
@@ -816,7 +827,8 @@ class Bar2Region implements MmioRegion {
   write(off: number, size: 1 | 2 | 4, value: number, origin: AccessOrigin): void {
     if (!accessOk(off, size, this.size) || size > 4) return;
     this.audit(origin, off, size, true, value >>> 0, 0);
-    writeSized(this.fn.regs, off, size, value >>> 0);
+    if (size === 4 && (off & 3) === 0) this.fn.writeDw(off, value >>> 0, 0xffffffff);
+    else writeSized(this.fn.regs, off, size, value >>> 0);
   }
 
   read64(off: number, origin: AccessOrigin): [number, number] {

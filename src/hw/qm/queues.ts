@@ -93,6 +93,17 @@ export class TagRing {
   }
 }
 
+function putU16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+}
+
+/** Context w11 with its tail wrap bit (bit 6, in the low byte) replaced by `wrap`. */
+function patchTailWrap(b: Uint8Array, wrap: number): void {
+  const lo = b[XQC.W11]! & ~XQC_W11_TAIL_WRAP;
+  b[XQC.W11] = wrap ? lo | XQC_W11_TAIL_WRAP : lo;
+}
+
 const cqeBuf = new Uint8Array(CQE_SIZE);
 const cqeView = new DataView(cqeBuf.buffer);
 
@@ -156,7 +167,16 @@ export class Qp {
   }
 
   loadSqc(bytes: Uint8Array): void {
-    this.sqc.set(bytes.subarray(0, SQC_SIZE));
+    this.sqc.set(bytes.length === SQC_SIZE ? bytes : bytes.subarray(0, SQC_SIZE));
+    this.sqcFilled();
+  }
+
+  /**
+   * `sqc` was just filled with a context (a fetch DMA-reads straight into it): take it over.
+   * The bytes may be garbage only while the SQC is not loaded, and they are never looked at
+   * in that state.
+   */
+  sqcFilled(): void {
     const v = this.sqcView;
     this.sqHead = v.getUint16(XQC.HEAD, true);
     this.sqTail = v.getUint16(XQC.TAIL, true);
@@ -173,7 +193,12 @@ export class Qp {
   }
 
   loadCqc(bytes: Uint8Array): void {
-    this.cqc.set(bytes.subarray(0, CQC_SIZE));
+    this.cqc.set(bytes.length === CQC_SIZE ? bytes : bytes.subarray(0, CQC_SIZE));
+    this.cqcFilled();
+  }
+
+  /** `cqc` was just filled with a context: take it over (see sqcFilled). */
+  cqcFilled(): void {
     const v = this.cqcView;
     this.cqHead = v.getUint16(XQC.HEAD, true);
     this.cqTail = v.getUint16(XQC.TAIL, true);
@@ -187,24 +212,32 @@ export class Qp {
     this.stalled = false;
   }
 
-  /** The SQC as the hardware would write it back: loaded bytes with the live head/tail/wrap. */
-  encodeSqc(out: Uint8Array): void {
-    out.set(this.sqc);
-    const v = new DataView(out.buffer, out.byteOffset, SQC_SIZE);
-    v.setUint16(XQC.HEAD, this.sqHead & 0xffff, true);
-    v.setUint16(XQC.TAIL, this.sqTail & 0xffff, true);
-    const w11 = v.getUint16(XQC.W11, true) & ~XQC_W11_TAIL_WRAP;
-    v.setUint16(XQC.W11, w11 | (this.sqWrap ? XQC_W11_TAIL_WRAP : 0), true);
+  /**
+   * The SQC as the hardware would write it back: the loaded bytes with the live head, tail
+   * and wrap bit. They are patched into `sqc` itself and that buffer is returned (valid
+   * until the next load): every patched field is rewritten each time, so the raw copy can
+   * carry them, and a write-back of many contexts then copies nothing.
+   */
+  sqcImage(): Uint8Array {
+    const b = this.sqc;
+    putU16(b, XQC.HEAD, this.sqHead);
+    putU16(b, XQC.TAIL, this.sqTail);
+    patchTailWrap(b, this.sqWrap);
+    return b;
   }
 
-  encodeCqc(out: Uint8Array): void {
-    out.set(this.cqc);
-    const v = new DataView(out.buffer, out.byteOffset, CQC_SIZE);
-    v.setUint16(XQC.HEAD, this.cqHead & 0xffff, true);
-    v.setUint16(XQC.TAIL, this.cqTail & 0xffff, true);
-    const w11 = v.getUint16(XQC.W11, true) & ~XQC_W11_TAIL_WRAP;
-    v.setUint16(XQC.W11, w11 | (this.cqWrap ? XQC_W11_TAIL_WRAP : 0), true);
-    v.setUint32(CQC_DW6, this.cqDw6, true);
+  /** The CQC as written back (live head, tail, wrap bit, phase and c_flag); see sqcImage. */
+  cqcImage(): Uint8Array {
+    const b = this.cqc;
+    putU16(b, XQC.HEAD, this.cqHead);
+    putU16(b, XQC.TAIL, this.cqTail);
+    patchTailWrap(b, this.cqWrap);
+    const d = this.cqDw6;
+    b[CQC_DW6] = d & 0xff;
+    b[CQC_DW6 + 1] = (d >>> 8) & 0xff;
+    b[CQC_DW6 + 2] = (d >>> 16) & 0xff;
+    b[CQC_DW6 + 3] = d >>> 24;
+    return b;
   }
 
   /** SQ doorbell with priority 0: the new tail. False if the index is outside the ring. */

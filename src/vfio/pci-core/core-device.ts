@@ -88,7 +88,8 @@ export class VfioPciCoreDevice implements VfioGroupMember {
   private readonly files = new Set<VfioDeviceFile>();
   private readonly mappings = new Set<BarMapping>();
   private regions: VfioPciDeviceRegion[] = [];
-  private readonly dataFiles = new Set<VfioFile>();
+  /** Data fds handed out while open (an array: a few at a time, churned on every arc). */
+  private dataFiles: VfioFile[] = [];
   private cfg: ConfigVirt | null = null;
   private resetWorks = false;
   private openState: SavedPciState | null = null;
@@ -143,13 +144,31 @@ export class VfioPciCoreDevice implements VfioGroupMember {
       logging: null,
       adoptDataFile: (file) => {
         const fd = this.process.fds.install(file);
-        this.dataFiles.add(file);
+        this.rememberDataFile(file);
         return fd;
       },
     };
     this.unsubscribeReset = this.fn.onReset(() => {
       if (!this.inCoreReset) this.variant?.reset?.(this);
     });
+  }
+
+  /**
+   * Keeps `file` for close, in the slot of a file the user closed and the driver already
+   * disabled if there is one: close would do nothing more to such a file, and a long session
+   * (a data fd per save or resume) must not keep every file it ever made. Reusing a slot,
+   * rather than compacting, keeps the array from reallocating on every arc.
+   */
+  private rememberDataFile(file: VfioFile): void {
+    const files = this.dataFiles;
+    let free = -1;
+    for (let i = 0; i < files.length; i++) {
+      const f = files[i]!;
+      if (f === file) return;
+      if (free < 0 && f.closed && (!(f instanceof MigrationDataFile) || f.disabled)) free = i;
+    }
+    if (free >= 0) files[free] = file;
+    else files.push(file);
   }
 
   // ---- state -------------------------------------------------------------------------------
@@ -289,8 +308,9 @@ export class VfioPciCoreDevice implements VfioGroupMember {
     this.regions = [];
     for (const r of regions) r.release?.(this);
     for (const m of [...this.mappings]) m.unmap();
-    for (const f of this.dataFiles) if (f instanceof MigrationDataFile) f.disable();
-    this.dataFiles.clear();
+    const dataFiles = this.dataFiles;
+    this.dataFiles = [];
+    for (const f of dataFiles) if (f instanceof MigrationDataFile) f.disable();
     fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
     if (this.resetWorks) this.rawReset();
     if (this.openState) restorePciState(this.fn, this.openState);

@@ -8,7 +8,7 @@
  * SR-IOV (no VF token exists), and the model has no runtime power management.
  */
 import { fail } from '../../uapi/errno.js';
-import { readU32 } from '../../uapi/codec.js';
+import { readU32, writeU32 } from '../../uapi/codec.js';
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
@@ -68,13 +68,15 @@ export function deviceFeature(h: FeatureHost, argIn: IoctlArg): number {
   if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && flags & VFIO_DEVICE_FEATURE_SET && flags & VFIO_DEVICE_FEATURE_GET) {
     fail('EINVAL', 'GET and SET together');
   }
-  const payload = arg.subarray(VFIO_DEVICE_FEATURE_MINSZ);
   const psz = argsz - VFIO_DEVICE_FEATURE_MINSZ;
-  switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+  const feature = flags & VFIO_DEVICE_FEATURE_MASK;
+  // The migration arcs go through here several times per save or resume: that feature
+  // works on the ioctl buffer in place, without a payload view or decoded objects.
+  if (feature === VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE) return migDeviceState(h, flags, arg, psz);
+  const payload = arg.subarray(VFIO_DEVICE_FEATURE_MINSZ);
+  switch (feature) {
     case VFIO_DEVICE_FEATURE_MIGRATION:
       return migration(h, flags, payload, psz);
-    case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
-      return migDeviceState(h, flags, payload, psz);
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
       return loggingStart(h, flags, payload, psz);
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
@@ -118,23 +120,38 @@ function migration(h: FeatureHost, flags: number, p: Uint8Array, psz: number): n
   return 0;
 }
 
-function migDeviceState(h: FeatureHost, flags: number, p: Uint8Array, psz: number): number {
+/** vfio_device_feature_mig_state inside the whole vfio_device_feature buffer. */
+const MIG_STATE = vfio_device_feature_mig_state;
+const MIG_STATE_END = VFIO_DEVICE_FEATURE_MINSZ + MIG_STATE.size;
+const MIG_DEVICE_STATE_AT = VFIO_DEVICE_FEATURE_MINSZ + MIG_STATE.offsetOf('device_state');
+const MIG_DATA_FD_AT = VFIO_DEVICE_FEATURE_MINSZ + MIG_STATE.offsetOf('data_fd');
+
+function putMigState(arg: Uint8Array, state: number, fd: number): void {
+  writeU32(arg, MIG_DEVICE_STATE_AT, state);
+  writeU32(arg, MIG_DATA_FD_AT, fd);
+}
+
+/** `arg` is the whole ioctl buffer (header included). */
+function migDeviceState(h: FeatureHost, flags: number, arg: Uint8Array, psz: number): number {
   const ops = migOps(h);
-  const codec = vfio_device_feature_mig_state;
-  if (checkFeature(flags, psz, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET, codec.size) === 0) return 0;
-  const mig = codec.decode(p);
+  if (checkFeature(flags, psz, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET, MIG_STATE.size) === 0) return 0;
+  // copy_from_user of the struct: EFAULT when the buffer does not hold it.
+  if (arg.length < MIG_STATE_END) {
+    fail('EFAULT', `decode ${MIG_STATE.name}: ${MIG_STATE.size} bytes at 0 outside a ${arg.length - VFIO_DEVICE_FEATURE_MINSZ}-byte buffer`);
+  }
+  const state = readU32(arg, MIG_DEVICE_STATE_AT);
   if (flags & VFIO_DEVICE_FEATURE_GET) {
-    codec.encode({ device_state: ops.getState(h.core), data_fd: -1 }, p);
+    putMigState(arg, ops.getState(h.core), -1);
     return 0;
   }
   let file: VfioFile | null;
   try {
-    file = ops.setState(h.core, mig.device_state);
+    file = ops.setState(h.core, state);
   } catch (e) {
-    codec.encode({ device_state: mig.device_state, data_fd: -1 }, p);
+    putMigState(arg, state, -1);
     throw e;
   }
-  codec.encode({ device_state: mig.device_state, data_fd: file ? h.adoptDataFile(file) : -1 }, p);
+  putMigState(arg, state, file ? h.adoptDataFile(file) : -1);
   return 0;
 }
 

@@ -21,6 +21,7 @@ export type {
   VfioProcess,
 } from './host-types.js';
 export { MigrationDataFile, MigrationResumeFile, MigrationSaveFile, type SavePhase } from './mig-file.js';
+export { allocBytes } from './byte-slab.js';
 export { combineIovaRanges } from './iova-ranges.js';
 export { regionTypeCap, sparseMmapCap } from './region-caps.js';
 export { checkFeature, LOG_MAX_RANGES } from './feature.js';

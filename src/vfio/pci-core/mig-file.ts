@@ -12,28 +12,45 @@ import { fail } from '../../uapi/errno.js';
 import { VFIO_MIG_GET_PRECOPY_INFO } from '../../uapi/vfio.js';
 import { vfio_precopy_info, VFIO_PRECOPY_INFO_MINSZ } from '../../uapi/structs.js';
 import { VfioFile } from '../fd.js';
+import { allocBytes } from './byte-slab.js';
 
-/** A growable byte buffer: appends amortised, no per-byte objects. */
+const NO_BYTES: Uint8Array = new Uint8Array(0);
+
+/**
+ * A growable byte buffer: appends amortised, no per-byte objects. Nothing is allocated
+ * until the first append, which takes exactly what it needs (most device states arrive in
+ * one piece); later growth doubles. Bytes below `length` are never rewritten, so a view of
+ * them stays valid after the store grows or is cleared.
+ */
 class ByteStore {
-  private buf = new Uint8Array(256);
+  private buf = NO_BYTES;
   length = 0;
   append(src: Uint8Array): void {
     const need = this.length + src.length;
     if (need > this.buf.length) {
-      let cap = this.buf.length;
+      let cap = this.length === 0 ? need : this.buf.length;
       while (cap < need) cap *= 2;
-      const n = new Uint8Array(cap);
-      n.set(this.buf.subarray(0, this.length));
+      const n = allocBytes(cap);
+      if (this.length > 0) n.set(this.buf.subarray(0, this.length));
       this.buf = n;
     }
     this.buf.set(src, this.length);
     this.length = need;
   }
+  /** append(src) that, into an empty store, keeps `src` itself (the caller gives it up). */
+  adopt(src: Uint8Array): void {
+    if (this.length !== 0) {
+      this.append(src);
+      return;
+    }
+    this.buf = src;
+    this.length = src.length;
+  }
   view(from = 0, to = this.length): Uint8Array {
     return this.buf.subarray(from, to);
   }
   clear(): void {
-    this.buf = new Uint8Array(0);
+    this.buf = NO_BYTES;
     this.length = 0;
   }
 }
@@ -107,6 +124,17 @@ export class MigrationSaveFile extends MigrationDataFile {
     if (this.disabled) fail('ENODEV', 'file disabled');
     if (this.finished) fail('EINVAL', 'stream already finished');
     this.data.append(bytes);
+  }
+
+  /**
+   * `append` without the copy when nothing was appended yet: the file keeps `bytes` itself,
+   * which the caller must never change afterwards (the driver hands over a freshly encoded
+   * device state).
+   */
+  appendOwned(bytes: Uint8Array): void {
+    if (this.disabled) fail('ENODEV', 'file disabled');
+    if (this.finished) fail('EINVAL', 'stream already finished');
+    this.data.adopt(bytes);
   }
 
   /** PRE_COPY -> STOP_COPY keeps the same fd. */
