@@ -132,6 +132,23 @@ export function resolveCipher(alg: number, mode: number, keyCode: number, hw: Hw
   return spec;
 }
 
+/**
+ * resolveCipher memoised on its inputs: the answer is fixed per (alg, mode, key code, V3+) and
+ * building it costs string formatting and a cipher-list lookup that would otherwise run per BD.
+ */
+const resolved = new Map<number, CipherSpec | number>();
+function resolveCipherCached(alg: number, mode: number, keyCode: number, hw: HwVersion): CipherSpec | number {
+  // c_alg and c_mode are 4-bit fields and the key code 3 bits; the only hardware dependency
+  // is whether the V3 engine's modes exist.
+  const key = ((hwAtLeast(hw, 'v3') ? 0x800 : 0) | (keyCode << 8) | (mode << 4) | alg) >>> 0;
+  let r = resolved.get(key);
+  if (r === undefined) {
+    r = resolveCipher(alg, mode, keyCode, hw);
+    resolved.set(key, r);
+  }
+  return r;
+}
+
 function aesLike(prefix: string, keyLen: number, mode: number): CipherSpec {
   switch (mode) {
     case S.SEC_CMODE_ECB:
@@ -149,6 +166,11 @@ export class SecEngine implements Engine {
   private readonly src = new DataBuffer();
   private readonly dst = new DataBuffer();
   private readonly scratch = new Scratch();
+  private readonly cKeyStage = new Staging(64);
+  private readonly ivStage = new Staging(16);
+  /** a_key_len is 6 bits of words: up to 252 bytes. */
+  private readonly aKeyStage = new Staging(63 * 4);
+  private readonly macStage = new Staging(64);
   private readonly req: SecRequest = {
     cipherDir: 0, authType: 0, authFirst: false, srcType: 0, dstType: 0, cAlg: 0, cMode: 0,
     cKeyCode: 0, macWords: 0, aKeyWords: 0, aAlg: 0, aLen: 0, cLen: 0, authOff: 0,
@@ -198,7 +220,7 @@ export class SecEngine implements Engine {
 
     let cipher: CipherSpec | undefined;
     if (ciphering) {
-      const c = resolveCipher(r.cAlg, r.cMode, r.cKeyCode, ctx.hwVersion);
+      const c = resolveCipherCached(r.cAlg, r.cMode, r.cKeyCode, ctx.hwVersion);
       if (typeof c === 'number') return c;
       cipher = c;
     }
@@ -237,25 +259,31 @@ export class SecEngine implements Engine {
       if (cEnd > this.dst.capacity) return E.SGL;
     }
 
-    // All reads happen before any write, so a read fault leaves memory untouched.
+    // All reads happen before any write, so a read fault leaves memory untouched. Key material
+    // is staged in buffers owned by the engine: node:crypto copies keys and IVs when a cipher
+    // or HMAC is created, so nothing keeps a reference past this request.
     let cKey: Buffer | undefined;
     let cIv: Buffer | null = null;
     if (cipher) {
-      cKey = Buffer.allocUnsafe(cipher.keyLen);
+      cKey = this.cKeyStage.take(cipher.keyLen);
       if (!dma.read(r.cKeyAddr, cKey)) return E.DMA_READ;
-      if (cipher.expand2Key) cKey = Buffer.concat([cKey, cKey.subarray(0, 8)]);
+      if (cipher.expand2Key) {
+        // K1|K2 read into the first 16 bytes of the same staging; K1 is repeated as K3.
+        cKey = this.cKeyStage.take(24);
+        cKey.copyWithin(16, 0, 8);
+      }
       if (cipher.ivLen > 0) {
-        cIv = Buffer.allocUnsafe(cipher.ivLen);
+        cIv = this.ivStage.take(cipher.ivLen);
         if (!dma.read(r.cIvAddr, cIv)) return E.DMA_READ;
       }
     }
     let aKey: Buffer | undefined;
     let expected: Buffer | undefined;
     if (authing) {
-      aKey = Buffer.allocUnsafe(r.aKeyWords * 4);
+      aKey = this.aKeyStage.take(r.aKeyWords * 4);
       if (aKey.length > 0 && !dma.read(r.aKeyAddr, aKey)) return E.DMA_READ;
       if (r.authType === S.SEC_AUTH_VERIFY) {
-        expected = Buffer.allocUnsafe(macBytes);
+        expected = this.macStage.take(macBytes);
         if (!dma.read(r.macAddr, expected)) return E.DMA_READ;
       }
     }
@@ -264,7 +292,7 @@ export class SecEngine implements Engine {
 
     let cOut: Buffer | undefined;
     if (cipher && cKey) {
-      const input = work.subarray(cStart - lo, cEnd - lo);
+      const input = span(work, cStart - lo, cEnd - lo);
       try {
         const c =
           r.cipherDir === S.SEC_CIPHER_ENC
@@ -292,7 +320,7 @@ export class SecEngine implements Engine {
         if (oStart < oEnd) h.update(cOut.subarray(oStart - cStart, oEnd - cStart));
         if (aEnd > cEnd) h.update(work.subarray(Math.max(aStart, cEnd) - lo, aEnd - lo));
       } else {
-        h.update(work.subarray(aStart - lo, aEnd - lo));
+        h.update(span(work, aStart - lo, aEnd - lo));
       }
       mac = h.digest().subarray(0, macBytes);
       if (expected && !timingSafeEqual(mac, expected)) this.icv = S.SEC_ICV_ERR;
@@ -301,6 +329,23 @@ export class SecEngine implements Engine {
     if (cOut && !this.dst.write(dma, cStart, cOut)) return E.DMA_WRITE;
     if (mac && r.authType === S.SEC_AUTH_GEN && !dma.write(r.macAddr, mac)) return E.DMA_WRITE;
     return E.NONE;
+  }
+}
+
+/** Bytes [from, to) of `b`; `b` itself when that is all of it (the usual single-range BD). */
+function span(b: Buffer, from: number, to: number): Buffer {
+  return from === 0 && to === b.length ? b : b.subarray(from, to);
+}
+
+/** Views of every length up to a fixed size over one buffer, each made once. */
+class Staging {
+  private readonly buf: Buffer;
+  private readonly views: Buffer[] = [];
+  constructor(size: number) {
+    this.buf = Buffer.alloc(size);
+  }
+  take(len: number): Buffer {
+    return (this.views[len] ??= this.buf.subarray(0, len));
   }
 }
 

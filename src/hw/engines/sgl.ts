@@ -154,12 +154,19 @@ export class DataBuffer {
 export class Scratch {
   private static readonly KEEP_LIMIT = 1024 * 1024;
   private buf = Buffer.allocUnsafe(0);
+  /** The last view handed out; steady traffic of one size reuses it instead of a new object. */
+  private view = this.buf;
 
-  /** A buffer of exactly `size` bytes whose contents are undefined. */
+  /** A buffer of exactly `size` bytes whose contents are undefined, valid until the next take. */
   take(size: number): Buffer {
     if (size > Scratch.KEEP_LIMIT) return Buffer.allocUnsafe(size);
-    if (this.buf.length < size) this.buf = Buffer.allocUnsafe(Math.max(size, this.buf.length * 2, 4096));
-    return this.buf.subarray(0, size);
+    if (this.buf.length < size) {
+      this.buf = Buffer.allocUnsafe(Math.max(size, this.buf.length * 2, 4096));
+      this.view = this.buf.subarray(0, size);
+    } else if (this.view.length !== size) {
+      this.view = this.buf.subarray(0, size);
+    }
+    return this.view;
   }
 }
 

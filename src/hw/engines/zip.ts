@@ -73,6 +73,9 @@ export class ZipEngine implements Engine {
   private readonly dst = new DataBuffer();
   private readonly scratch = new Scratch();
   private readonly outcome: Outcome = { status: 0, consumed: 0, produced: 0 };
+  /** Output/input ratios of the last successful compression and decompression (see chunkGuess). */
+  private deflateRatio = 0.5;
+  private inflateRatio = 4;
 
   tagOf(sqe: Uint8Array): number {
     const type = rd32(sqe, ZIP_DW7) >>> ZIP_SQE_TYPE_SHIFT;
@@ -147,21 +150,25 @@ export class ZipEngine implements Engine {
 
     let output: Uint8Array;
     if (compress) {
-      output = compressBody(reqType, input);
+      // deflate never emits more than its worst case: stored blocks, a few bytes per 16 KiB
+      const worst = inLen + (inLen >>> 10) + 64;
+      output = compressBody(reqType, input, chunkGuess(inLen, this.deflateRatio, worst));
       out.consumed = inLen;
+      if (inLen > 0) this.deflateRatio = output.length / inLen;
       if (output.length > avail) {
         out.status = ZipStatus.OUTPUT_OVERFLOW;
         return;
       }
     } else {
       const bound = Math.min(avail, ZIP_MAX_LENGTH);
-      const r = decompressBody(reqType, input, bound);
+      const r = decompressBody(reqType, input, bound, chunkGuess(inLen, this.inflateRatio, bound));
       if (r.status !== ZipStatus.OK || r.output === undefined) {
         out.status = r.status === ZipStatus.OUTPUT_OVERFLOW && avail > ZIP_MAX_LENGTH ? ZipStatus.LENGTH : r.status;
         return;
       }
       output = r.output;
       out.consumed = r.consumed ?? 0;
+      if (out.consumed > 0) this.inflateRatio = output.length / out.consumed;
     }
 
     st = describeBuffer(this.dst, dma, addr(sqe, ZIP_DEST_ADDR_L, ZIP_DEST_ADDR_H), sgl);
@@ -186,19 +193,25 @@ function addr(sqe: Uint8Array, lo: number, hi: number): number {
 }
 
 /**
- * node:zlib's sync calls fill chunkSize-byte buffers and concatenate them at the end; sizing
- * the chunk to the expected output lets a typical request finish in one chunk, without that
- * extra copy. Capped so a hostile length cannot force a huge allocation up front.
+ * node:zlib's sync calls fill chunkSize-byte buffers and concatenate them at the end, so the
+ * cheapest chunk is a little above the output size: one allocation and no copy. The size is
+ * unknown up front, but requests through one engine tend to compress alike, so the guess
+ * scales the input by the previous request's output/input ratio, with headroom. A low guess
+ * costs node:zlib a second chunk and a concatenation, a high one a larger allocation: the
+ * output is the same either way. Bounds: never below node's default chunk (no worse than a
+ * plain zlib call), never above `limit` + 1 (an output of exactly `limit` bytes would
+ * otherwise make node allocate one more, empty chunk) nor MAX_CHUNK (so a hostile length
+ * cannot force a huge allocation up front).
  */
 const MAX_CHUNK = 256 * 1024;
-function chunkFor(expected: number): number {
-  return Math.min(Math.max(expected, zlib.constants.Z_MIN_CHUNK), MAX_CHUNK);
+function chunkGuess(inLen: number, ratio: number, limit: number): number {
+  const guess = Math.max(Math.ceil(inLen * ratio * 1.125) + 1024, zlib.constants.Z_DEFAULT_CHUNK);
+  return Math.min(Math.max(Math.min(guess, limit + 1), zlib.constants.Z_MIN_CHUNK), MAX_CHUNK);
 }
 
 /** Compressed stream without the zlib/gzip header (see ZIP_REQ_* in zip-sqe.ts). */
-function compressBody(reqType: number, input: Buffer): Uint8Array {
-  // deflate's worst case is a few bytes per 16 KiB stored block over the input size
-  const opts = { chunkSize: chunkFor(input.length + (input.length >>> 10) + 64) };
+function compressBody(reqType: number, input: Buffer, chunkSize: number): Uint8Array {
+  const opts = { chunkSize };
   switch (reqType) {
     case ZIP_REQ_ZLIB:
       return zlib.deflateSync(input, opts).subarray(ZLIB_HEAD_LEN);
@@ -215,9 +228,9 @@ interface Decompressed {
   consumed?: number;
 }
 
-function decompressBody(reqType: number, input: Buffer, bound: number): Decompressed {
+function decompressBody(reqType: number, input: Buffer, bound: number, chunkSize: number): Decompressed {
   // node rejects maxOutputLength 0; an empty stream still fits a bound of 1 and is checked below.
-  const opts = { info: true, maxOutputLength: Math.max(1, bound), chunkSize: chunkFor(bound) };
+  const opts = { info: true, maxOutputLength: Math.max(1, bound), chunkSize };
   try {
     if (reqType === ZIP_REQ_ZLIB) {
       input[0] = 0x78;

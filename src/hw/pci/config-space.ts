@@ -46,6 +46,12 @@ export interface PreservedField {
  */
 export class ConfigSpace {
   static readonly SIZE = PCI_CFG_SPACE_EXP_SIZE;
+  /**
+   * Bumped by every change to the contents of any config space. Hot paths cache state
+   * derived from registers (a function's memory decoding, which for a VF lives in its PF's
+   * space) and revalidate it with one comparison instead of re-decoding per access.
+   */
+  static epoch = 0;
 
   private readonly bytes = new Uint8Array(PCI_CFG_SPACE_EXP_SIZE);
   private readonly view = new DataView(this.bytes.buffer);
@@ -87,6 +93,7 @@ export class ConfigSpace {
       n &= ~(b & this.w1cmask[p]!);
       this.bytes[p] = n;
     }
+    ConfigSpace.epoch++;
     for (let i = 0; i < touched.length; i++) touched[i]!.fn(olds[i]!);
   }
 
@@ -99,6 +106,7 @@ export class ConfigSpace {
   }
 
   set(off: number, size: ConfigAccessSize, value: number): void {
+    ConfigSpace.epoch++;
     if (size === 1) this.bytes[off] = value & 0xff;
     else if (size === 2) this.view.setUint16(off, value & 0xffff, true);
     else this.view.setUint32(off, value >>> 0, true);
@@ -203,6 +211,7 @@ export class ConfigSpace {
     if (!this.resetImage) throw new KernelError('EINVAL', 'config space has no reset image');
     const kept = preserve.map((p) => this.get(p.off, p.size));
     this.bytes.set(this.resetImage);
+    ConfigSpace.epoch++;
     preserve.forEach((p, i) => {
       const img = this.get(p.off, p.size);
       this.set(p.off, p.size, (img & ~p.mask) | (kept[i]! & p.mask));

@@ -130,6 +130,12 @@ export class PciFunction {
   };
 
   protected barSizeList: number[];
+  /** Per BAR: bytes an access may reach (region size within the BAR), 0 with no region. */
+  private readonly barLimit = new Float64Array(PCI_STD_NUM_BARS);
+  /** `memoryEnabled` and `busMasterEnabled` as of ConfigSpace.epoch `gateEpoch` (-1: stale). */
+  private gateEpoch = -1;
+  private memGate = false;
+  private masterGate = false;
   protected upstream: DmaPort | undefined;
   protected resetCallbacks: (() => void)[] = [];
   private sealed = false;
@@ -241,6 +247,7 @@ export class PciFunction {
       throw new KernelError('EINVAL', `region of ${region.size} bytes exceeds BAR${bar} (${this.barSizeList[bar]} bytes)`);
     }
     this.bars[bar] = region;
+    this.barLimit[bar] = region ? Math.min(region.size, this.barSizeList[bar]!) : 0;
   }
 
   mmioRead(bar: number, off: number, size: 1 | 2 | 4, origin: AccessOrigin): number {
@@ -313,14 +320,31 @@ export class PciFunction {
     this.config.sealResetImage();
   }
 
+  /**
+   * Memory decoding and bus mastering are re-derived from the registers only after some
+   * config space changed: MMIO and DMA are the hottest paths of the model and the answers
+   * rarely change.
+   */
+  private refreshGates(): void {
+    this.memGate = this.memoryEnabled;
+    this.masterGate = this.busMasterEnabled;
+    this.gateEpoch = ConfigSpace.epoch;
+  }
+
+  /** Subclass hook: state behind `memoryEnabled`/`busMasterEnabled` changed outside config space. */
+  protected gatesChanged(): void {
+    this.gateEpoch = -1;
+  }
+
   private route(bar: number, off: number, size: number, write: boolean): MmioRegion | undefined {
-    if (!this.memoryEnabled) {
+    if (this.gateEpoch !== ConfigSpace.epoch) this.refreshGates();
+    if (!this.memGate) {
       if (write) this.stats.mmioWritesDropped++;
       else this.stats.mmioReadsBlocked++;
       return undefined;
     }
     const r = this.bars[bar];
-    if (r === undefined || !Number.isInteger(off) || off < 0 || off + size > Math.min(r.size, this.barSizeList[bar] ?? 0)) {
+    if (r === undefined || !Number.isInteger(off) || off < 0 || off + size > this.barLimit[bar]!) {
       this.stats.mmioOutOfBounds++;
       return undefined;
     }
@@ -328,7 +352,8 @@ export class PciFunction {
   }
 
   private dmaPath(iova: number, length: number, write: boolean): DmaPort | undefined {
-    if (!this.busMasterEnabled) {
+    if (this.gateEpoch !== ConfigSpace.epoch) this.refreshGates();
+    if (!this.masterGate) {
       this.stats.dmaBlocked++;
       this.lastBlockedDma = { iova, length, write };
       return undefined;

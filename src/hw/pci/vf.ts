@@ -61,6 +61,7 @@ export class PciVf extends PciFunction {
   /** Called by the PF when VF Enable is cleared. */
   destroy(): void {
     this.alive = false;
+    this.gatesChanged();
     this.bars.fill(undefined);
     this.upstream = undefined;
     this.setMsiSink(undefined);
