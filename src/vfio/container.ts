@@ -163,7 +163,7 @@ export class VfioContainer extends VfioFile {
         this.openIommu(intArg(arg));
         return 0;
       default:
-        if (this.iommu === null) fail('ENOTTY', `container ioctl 0x${request.toString(16)} without an IOMMU driver`);
+        if (this.iommu === null) fail('EINVAL', `container ioctl 0x${request.toString(16)} without an IOMMU driver`);
         return type1Ioctl(this.iommu, request, arg);
     }
   }

@@ -75,6 +75,9 @@ export abstract class VfioFile {
   protected release(): void {}
 }
 
+/** Largest value an eventfd counter can hold (ULLONG_MAX - 1). */
+const EVENTFD_MAX = 0xfffffffffffffffen;
+
 /**
  * eventfd(2) semantics for interrupt delivery: a 64-bit counter incremented by `signal`,
  * drained by `read`, plus an optional callback so a VMM can react without polling.
@@ -87,7 +90,9 @@ export class EventFd extends VfioFile {
 
   signal(n = 1n): void {
     if (this.closed) return;
-    this.count += n;
+    // eventfd_signal saturates: the counter never exceeds ULLONG_MAX - 1.
+    const room = EVENTFD_MAX - this.count;
+    this.count += n < room ? n : room;
     this.signals++;
     this.onSignal?.(this);
   }
@@ -106,6 +111,8 @@ export class EventFd extends VfioFile {
     if (buf.length < 8) throw new KernelError('EINVAL');
     const v = new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true);
     if (v === 0xffffffffffffffffn) throw new KernelError('EINVAL');
+    // A write that would overflow blocks in eventfd(2); a non-blocking fd gets EAGAIN.
+    if (v > EVENTFD_MAX - this.count) throw new KernelError('EAGAIN');
     this.signal(v);
     return 8;
   }
