@@ -1,0 +1,110 @@
+/**
+ * The known-bug list of the fuzz campaigns (src/fuzz/known-bugs.ts) must stay accurate: each
+ * entry is reproduced here from its minimal reproduction and must be caught by its matcher.
+ * When a bug gets fixed its test here fails: remove the entry (and this test) so the
+ * campaign's invariant fails the run again should the bug come back.
+ */
+import { describe, expect, it } from 'vitest';
+import { KNOWN_BUGS } from '../src/fuzz/known-bugs.js';
+import { guestCampaign } from '../src/fuzz/guest-campaign.js';
+import { migfsmCampaign } from '../src/fuzz/migfsm-campaign.js';
+import { Recorder } from '../src/fuzz/runner.js';
+import { AccDevice } from '../src/hw/acc-device.js';
+import { PCI_MSI_ADDRESS_LO, PCI_SRIOV_CTRL, PCI_SRIOV_CTRL_MSE, PCI_SRIOV_CTRL_VFE, PCI_SRIOV_NUM_VF } from '../src/hw/pci/regs.js';
+import { UserAddressSpace } from '../src/mem/user-space.js';
+import { Scheduler } from '../src/sim/scheduler.js';
+import { Errno } from '../src/uapi/errno.js';
+import {
+  VFIO_DEVICE_SET_IRQS, VFIO_IOMMU_MAP_DMA, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_PCI_MSI_IRQ_INDEX,
+} from '../src/uapi/vfio.js';
+import { VfioContainer } from '../src/vfio/container.js';
+import { EventFd, FdTable } from '../src/vfio/fd.js';
+import { VfioPciCoreDevice } from '../src/vfio/pci-core/core-device.js';
+
+function entry(id: string) {
+  const e = KNOWN_BUGS.find((b) => b.id === id);
+  if (!e) throw new Error(`known bug ${id} is not listed`);
+  return e;
+}
+
+function u64le(v: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, v, true);
+  return b;
+}
+
+function hexBytes(s: string): Uint8Array {
+  return Uint8Array.from(s.match(/../g)!.map((h) => parseInt(h, 16)));
+}
+
+describe('known bugs still reproduce (remove the entry once one is fixed)', () => {
+  it('msi-message-left-programmed: a SET_IRQS that enables MSI and fails leaves the host MSI address in config space', () => {
+    const sched = new Scheduler();
+    const acc = new AccDevice({ profile: 'zip-v3', scheduler: sched });
+    const so = acc.pf.sriov.offset;
+    acc.pf.configWrite(so + PCI_SRIOV_NUM_VF, 2, 1);
+    acc.pf.configWrite(so + PCI_SRIOV_CTRL, 2, PCI_SRIOV_CTRL_VFE | PCI_SRIOV_CTRL_MSE);
+    const vf = acc.vf(1)!;
+    const core = new VfioPciCoreDevice({ fn: vf, process: { fds: new FdTable(), user: new UserAddressSpace() } });
+    const file = core.openDevice();
+    const addr = () => vf.configRead(vf.msi.offset + PCI_MSI_ADDRESS_LO, 4);
+    expect(addr()).toBe(0);
+    const buf = new Uint8Array(24);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, 24, true);
+    dv.setUint32(4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, true);
+    dv.setUint32(8, VFIO_PCI_MSI_IRQ_INDEX, true);
+    dv.setUint32(16, 1, true);
+    dv.setInt32(20, 4242, true); // no such fd
+    expect(file.ioctl(VFIO_DEVICE_SET_IRQS, buf)).toBe(-Errno.EBADF);
+    expect(addr()).not.toBe(0);
+    expect(entry('msi-message-left-programmed').matches({ kind: 'state-changed', message: `DEVICE_SET_IRQS -> EBADF changed device{msiMsg}: {"msiMsg":"0:0:0"} -> {"msiMsg":"${addr().toString(16)}:0:40"}`, call: '' })).toBe(true);
+  });
+
+  it('eq-doorbell-livelock: three guest MMIO inputs make the EQ interrupt re-raise itself without end', () => {
+    const ctx = guestCampaign.setup();
+    const rec = new Recorder();
+    guestCampaign.apply(ctx, { op: 'mb', cmd: 2, read: false, queue: 3, addr: 0x100000, ctx: hexBytes('0000000080b3a0000000000000e000000000000000000000eb6e20a2c52707eb') }, rec);
+    guestCampaign.apply(ctx, { op: 'db', bar: 2, off: 0x2000, lo: 0x2001, hi: 0x3c }, rec);
+    expect(rec.pending).toEqual([]);
+    guestCampaign.apply(ctx, { op: 'mb', cmd: 3, read: false, queue: 0, addr: 0x100000, ctx: hexBytes('2d1a2bf7d96c4d8c629e1bbce14ec97da83ac66edbe3a90cad42ec4aa976f56c') }, rec);
+    const v = rec.pending.find((p) => p.kind === 'livelock');
+    expect(v).toBeDefined();
+    expect(entry('eq-doorbell-livelock').matches({ ...v!, call: '' })).toBe(true);
+  });
+
+  it('paused-without-guest: reset, STOP, RUNNING, then a guest job never completes', () => {
+    const ctx = migfsmCampaign.setup();
+    const rec = new Recorder();
+    for (const op of [{ op: 'reset' }, { op: 'set', state: 1 }, { op: 'set', state: 2 }] as const) migfsmCampaign.apply(ctx, op, rec);
+    expect(rec.pending).toEqual([]);
+    migfsmCampaign.apply(ctx, { op: 'job' }, rec);
+    expect(rec.pending).toHaveLength(1);
+    expect(entry('paused-without-guest').matches({ ...rec.pending[0]!, call: '' })).toBe(true);
+  });
+
+  it('every listed bug has a test above', () => {
+    expect(KNOWN_BUGS.map((b) => b.id).sort()).toEqual(
+      ['eq-doorbell-livelock', 'msi-message-left-programmed', 'paused-without-guest'],
+    );
+  });
+});
+
+describe('bugs the fuzzer found stay fixed', () => {
+  it('container-einval: a type1 ioctl before SET_IOMMU is EINVAL, as Linux vfio_fops_unl_ioctl', () => {
+    const c = new VfioContainer({ user: new UserAddressSpace(), fds: new FdTable() });
+    expect(c.ioctl(VFIO_IOMMU_MAP_DMA, new Uint8Array(32))).toBe(-Errno.EINVAL);
+  });
+
+  it('eventfd-overflow: a write that would pass 0xfffffffffffffffe is EAGAIN and changes nothing (eventfd(2))', () => {
+    const e = new EventFd();
+    expect(e.write(u64le(1n))).toBe(8);
+    expect(e.write(u64le(0xfffffffffffffffen))).toBe(-Errno.EAGAIN);
+    expect(e.count).toBe(1n);
+    expect(e.write(u64le(0xfffffffffffffffdn))).toBe(8);
+    expect(e.count).toBe(0xfffffffffffffffen);
+    e.signal(5n); // eventfd_signal saturates
+    expect(e.count).toBe(0xfffffffffffffffen);
+  });
+});
