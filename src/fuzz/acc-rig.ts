@@ -18,6 +18,7 @@ import { AccHost, AccVm, assignVf, type VmmLink } from '../drivers/hisi-acc/test
 import { PfSharedIo } from './pf-io.js';
 import { configHash, jobInput } from './rig.js';
 import type { Recorder } from './runner.js';
+import { StormGuard, checkGuards, resetGuards } from './storm.js';
 
 const DEPTHS = { sqDepth: 64, cqDepth: 64, eqDepth: 64, aeqDepth: 64 };
 /** Guest RAM of each VM: 16 MiB, far below the SMMU MSI window. */
@@ -33,6 +34,8 @@ export interface AccWitness {
 
 export interface AccRig {
   host: AccHost;
+  /** Storm guards: VF1's guest first, then the witnesses'. */
+  guards: StormGuard[];
   vm1: AccVm;
   accel1: Accel;
   /** VF2 assigned without a guest (resume target). */
@@ -49,11 +52,12 @@ export function buildAccRig(): AccRig {
     const r = host.bind(n);
     if (r < 0) throw new Error(`fuzz acc rig: binding VF${n} returned ${r}`);
   }
-  const vm1 = new AccVm(host, 1, { ramBytes: ACC_VM_RAM, driver: DEPTHS });
+  const guards = [new StormGuard('VF1'), new StormGuard('PF'), new StormGuard('VF3')];
+  const vm1 = guardedVm(host, 1, guards[0]!);
   const accel1 = new Accel(vm1.driver!, { timeoutNs: 1_000_000_000 });
   const dst = assignVf(host, 2, new SparseMemory(ACC_VM_RAM));
-  const vm3 = new AccVm(host, 3, { ramBytes: ACC_VM_RAM, driver: DEPTHS });
-  const pfIo = new PfSharedIo(host.pf, host.vf(1).device);
+  const vm3 = guardedVm(host, 3, guards[2]!);
+  const pfIo = guards[1]!.wrap(new PfSharedIo(host.pf, host.vf(1).device));
   const pfDriver = QmVfDriver.probe({ ...DEPTHS, io: pfIo, ram: new GuestRamAllocator(host.host.memory, PF_RAM_BASE, ACC_VM_RAM), sched: host.sched });
   pfDriver.start();
   pfIo.deliver([pfDriver.info.vectors.eq, pfDriver.info.vectors.aeq]);
@@ -64,7 +68,18 @@ export function buildAccRig(): AccRig {
     { name: 'VF3 (hisi-acc-vfio-pci)', accel: new Accel(vm3.driver!, { timeoutNs: 1_000_000_000 }), state: () => `cfg ${configHash(vf3)}` },
   ];
   host.sched.runUntilIdle();
-  return { host, vm1, accel1, dst, witnesses, initial: witnesses.map((w) => w.state()) };
+  return { host, guards, vm1, accel1, dst, witnesses, initial: witnesses.map((w) => w.state()) };
+}
+
+/** A VM on VF n whose guest driver takes its interrupts through `guard`. */
+function guardedVm(host: AccHost, n: number, guard: StormGuard): AccVm {
+  const vm = new AccVm(host, n, { ramBytes: ACC_VM_RAM, start: false });
+  guard.wrap(vm.io);
+  const d = QmVfDriver.probe({ ...DEPTHS, io: vm.io, ram: vm.ram, sched: host.sched });
+  d.start();
+  vm.driver = d;
+  vm.accel = new Accel(d);
+  return vm;
 }
 
 /**
@@ -104,6 +119,7 @@ export function runJob(accel: Accel, index: number): string | null {
 }
 
 export function checkAccWitnesses(rig: AccRig, rec: Recorder, index: number): void {
+  resetGuards(rig.guards);
   rig.witnesses.forEach((w, i) => {
     rec.entry('witness job');
     const err = runJob(w.accel, index);
@@ -112,4 +128,5 @@ export function checkAccWitnesses(rig: AccRig, rec: Recorder, index: number): vo
     const s = w.state();
     if (s !== rig.initial[i]) rec.violation('victim', `${w.name} state changed: now ${s}, was ${rig.initial[i]}`);
   });
+  checkGuards(rig.guards, rec);
 }

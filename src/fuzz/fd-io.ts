@@ -30,15 +30,6 @@ export class FdPciIo implements GuestPciIo {
   private msiCtrl = 0;
   /** Eventfds this VMM installed for MSI, by vector. */
   readonly eventfds: { fd: number; file: EventFd }[] = [];
-  /**
-   * Interrupt storm guard, like the host kernel's spurious-IRQ detector that disables a line
-   * nobody handles: after `stormLimit` deliveries since the last `resetStorm()`, further
-   * interrupts are dropped and `storm` is set. A guest handler that re-triggers its own
-   * interrupt without end would otherwise never return to the simulation.
-   */
-  stormLimit = Infinity;
-  storm = false;
-  private delivered = 0;
   private readonly b8 = new Uint8Array(8);
   private readonly dv = new DataView(this.b8.buffer);
 
@@ -115,12 +106,6 @@ export class FdPciIo implements GuestPciIo {
     this.handler = cb;
   }
 
-  /** Starts a new storm window (and re-enables delivery after a storm). */
-  resetStorm(): void {
-    this.delivered = 0;
-    this.storm = false;
-  }
-
   private findMsi(): number {
     if (this.msiCap >= 0) return this.msiCap;
     let at = this.cfgRead(PCI_CAPABILITY_LIST, 1) & 0xfc;
@@ -152,10 +137,6 @@ export class FdPciIo implements GuestPciIo {
       const vector = v;
       e.file.onSignal = (f) => {
         f.count = 0n;
-        if (++this.delivered > this.stormLimit) {
-          this.storm = true;
-          return;
-        }
         this.handler?.(vector);
       };
       this.eventfds.push(e);

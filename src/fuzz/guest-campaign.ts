@@ -29,9 +29,10 @@ import type { Rng } from '../sim/scheduler.js';
 import { VFIO_PCI_INDEX_TO_OFFSET } from '../uapi/vfio.js';
 import { FdPciIo } from './fd-io.js';
 import { Weights, chance, pick, weighted } from './gen.js';
-import { KNOWN_BUGS } from './known-bugs.js';
+import { knownBugsOf } from './known-bugs.js';
 import { type FuzzRig, GUEST_RAM, type VfioVm, buildRig, checkWitnesses, openVfioVm, witnessStates } from './rig.js';
 import type { Campaign, Recorder } from './runner.js';
+import { StormGuard, checkGuards, resetGuards } from './storm.js';
 
 type Op =
   | { op: 'mb'; cmd: number; read: boolean; queue: number; addr: number; ctx: Uint8Array | null }
@@ -55,6 +56,8 @@ interface Ctx {
   counters: Map<string, number>;
   faultsSeen: number;
   aeqSignals: number;
+  /** VF1's storm guard first, then the witnesses'. */
+  guards: StormGuard[];
 }
 
 const RAM_FLOOR = 2 ** 20;
@@ -259,12 +262,9 @@ function reinit(ctx: Ctx, rec: Recorder): void {
   }
 }
 
-/** Interrupts one input may deliver to the guest before the storm guard drops the rest. */
-const STORM_LIMIT = 20_000;
-
 function apply(ctx: Ctx, op: Op, rec: Recorder): void {
   rec.entry(op.op === 'run' ? 'scheduler' : `hostile ${op.op}`);
-  ctx.io.resetStorm();
+  resetGuards(ctx.guards);
   try {
     switch (op.op) {
       case 'mb': {
@@ -310,20 +310,18 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
   } catch (e) {
     rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op).slice(0, 100)} threw ${errStr(e)}`);
   }
-  if (ctx.io.storm) {
-    rec.violation('livelock', `interrupt storm: more than ${STORM_LIMIT} MSIs delivered to the guest within one input`);
-  }
+  checkGuards(ctx.guards, rec);
   observe(ctx, rec);
 }
 
 function setup(): Ctx {
   const rig = buildRig();
   const vm = openVfioVm(rig.host, rig.target, rig.user.ramMem, rig.user.ram);
-  const io = new FdPciIo(vm.file, rig.host.process.fds);
-  io.stormLimit = STORM_LIMIT;
+  const guard = new StormGuard('VF1');
+  const io = guard.wrap(new FdPciIo(vm.file, rig.host.process.fds));
   const ctx: Ctx = {
     rig, vm, io, ram: new GuestRamAllocator(vm.mem, RAM_FLOOR, GUEST_RAM - RAM_FLOOR), driver: null, qps: [],
-    initial: witnessStates(rig), counters: new Map(), faultsSeen: 0, aeqSignals: 0,
+    initial: witnessStates(rig), counters: new Map(), faultsSeen: 0, aeqSignals: 0, guards: [guard, ...rig.guards],
   };
   // The hostile guest starts as a working one: its first job must complete.
   const rec = { outcome() {}, violation(_k: string, m: string) { throw new KernelError('EIO', `fuzz guest setup: ${m}`); } } as unknown as Recorder;
@@ -339,7 +337,7 @@ export const guestCampaign: Campaign<Ctx, Op> = {
   description: 'hostile guest on VF1: mailbox commands, doorbells, SQEs, contexts and DMA addresses through MMIO',
   defaultInputs: 300_000,
   checkpointEvery: 5_000,
-  knownBugs: KNOWN_BUGS.filter((b) => b.campaign === 'guest'),
+  knownBugs: knownBugsOf('guest'),
   setup,
   next,
   apply,

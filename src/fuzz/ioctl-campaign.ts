@@ -41,7 +41,7 @@ import {
   getInfoArg, hotResetArg, intArg, ioeventfdArg, irqInfoArg, junkArg, mapArg, regionInfoArg, setContainerArg,
   setIrqsArg, statusArg, unmapArg, validMapArg,
 } from './ioctl-args.js';
-import { KNOWN_BUGS } from './known-bugs.js';
+import { knownBugsOf } from './known-bugs.js';
 import { type FuzzRig, PF_BDF, VFIO_PCI, buildRig, checkWitnesses, coreOf, sysDev, vfBdf, witnessStates } from './rig.js';
 import type { Campaign, Recorder } from './runner.js';
 import { FULL_SCOPE, type FailureContext, type SnapshotScope, type WorldSnap, equalModulo, snapshotWorld } from './snapshot.js';
@@ -697,7 +697,7 @@ export const ioctlCampaign: Campaign<Ctx, Op> = {
   description: 'ioctls, reads and writes on container, group, device and eventfd fds in random sequences',
   defaultInputs: 600_000,
   checkpointEvery: 10_000,
-  knownBugs: KNOWN_BUGS.filter((b) => b.campaign === 'ioctl'),
+  knownBugs: knownBugsOf('ioctl'),
   setup,
   next,
   apply,

@@ -7,14 +7,19 @@
 import type { KnownBug } from './runner.js';
 
 export interface KnownBugEntry extends KnownBug {
-  /** Campaign whose runs hit it. */
-  readonly campaign: string;
+  /** Campaigns whose runs hit it. */
+  readonly campaigns: readonly string[];
+}
+
+/** The entries that apply to one campaign. */
+export function knownBugsOf(campaign: string): KnownBugEntry[] {
+  return KNOWN_BUGS.filter((b) => b.campaigns.includes(campaign));
 }
 
 export const KNOWN_BUGS: readonly KnownBugEntry[] = [
   {
     id: 'msi-message-left-programmed',
-    campaign: 'ioctl',
+    campaigns: ['ioctl'],
     where: 'src/vfio/pci-core/irqs.ts VfioPciIrqs.msiDisable',
     summary:
       'disabling MSI leaves the host MSI address/data in the physical capability, so a SET_IRQS that enables MSI and then ' +
@@ -24,19 +29,20 @@ export const KNOWN_BUGS: readonly KnownBugEntry[] = [
   },
   {
     id: 'eq-doorbell-livelock',
-    campaign: 'guest',
+    campaigns: ['guest', 'migfsm'],
     where: 'src/guest/qm-vf-driver.ts QmVfDriver.bottomHalf with src/hw/qm/qm-function.ts QmFunction.eqDoorbell',
     summary:
-      'after the guest loads an EQC/AEQC whose tail is not its head and whose entries carry the wrong phase, every EQ ' +
+      'when the device holds an EQC whose tail is not its head while the guest ring sees no entry of the current phase (a ' +
+      'hostile guest loading its own EQC, or a stale saved state loaded under a running guest), every EQ ' +
       'doorbell re-raises the EQ interrupt synchronously (latency 0) inside the MMIO write, the MSI handler re-arms the ' +
       'bottom half, and its unbounded while(pendingVectors) loop rings the doorbell again without consuming anything: the ' +
       'simulation never returns from that MMIO write. Bound the bottom half to a budget of passes and reschedule, and ' +
       'deliver re-raised interrupts through the scheduler with a non-zero delay so simulated time moves',
-    matches: (v) => v.kind === 'livelock',
+    matches: (v) => v.kind === 'livelock' && v.message.endsWith('delivered to the VF1 guest within one input'),
   },
   {
     id: 'paused-without-guest',
-    campaign: 'migfsm',
+    campaigns: ['migfsm'],
     where: 'src/drivers/hisi-acc/device.ts HisiAccVfDevice.start / stopOrRestart (and src/drivers/hisi-acc/vf-qm.ts stopDevice)',
     summary:
       'a VF stopped (RUNNING->STOP or PRE_COPY->STOP_COPY, i.e. PAUSE_QM) while its guest driver is not loaded, e.g. after ' +

@@ -26,10 +26,11 @@ import type { Rng } from '../sim/scheduler.js';
 import type { VfioFile } from '../vfio/fd.js';
 import { HISI_ACC_MIG_FLAGS } from '../drivers/hisi-acc/device.js';
 import { Weights, chance, pick, weighted } from './gen.js';
-import { KNOWN_BUGS } from './known-bugs.js';
+import { knownBugsOf } from './known-bugs.js';
 import { type AccRig, buildAccRig, checkAccWitnesses, freshGuest, runJob } from './acc-rig.js';
 import { closesFiles, migPath, opensFile } from './mig-oracle.js';
 import type { Campaign, Recorder } from './runner.js';
+import { checkGuards, resetGuards } from './storm.js';
 
 type Op =
   | { op: 'set'; state: number }
@@ -295,6 +296,7 @@ function applyInfo(ctx: Ctx, op: Extract<Op, { op: 'info' }>, rec: Recorder): vo
 
 function apply(ctx: Ctx, op: Op, rec: Recorder): void {
   rec.entry(op.op === 'job' || op.op === 'run' ? op.op : `migration ${op.op}`);
+  resetGuards(ctx.rig.guards);
   try {
     switch (op.op) {
       case 'set':
@@ -353,6 +355,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
   } catch (e) {
     rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op)} threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
   }
+  checkGuards(ctx.rig.guards, rec);
 }
 
 /**
@@ -394,9 +397,9 @@ function setup(): Ctx {
 export const migfsmCampaign: Campaign<Ctx, Op> = {
   name: 'migfsm',
   description: 'v2 migration state sequences, data fds and resets on a hisi-acc-vfio-pci VF with a running guest',
-  defaultInputs: 200_000,
+  defaultInputs: 300_000,
   checkpointEvery: 5_000,
-  knownBugs: KNOWN_BUGS.filter((b) => b.campaign === 'migfsm'),
+  knownBugs: knownBugsOf('migfsm'),
   setup,
   next,
   apply,

@@ -18,7 +18,7 @@ import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INDEX_TO_OFFSET } from '../uapi/
 import type { Rng } from '../sim/scheduler.js';
 import type { VfioMapping } from '../vfio/pci-core/ops.js';
 import { Weights, chance, pick, weighted } from './gen.js';
-import { KNOWN_BUGS } from './known-bugs.js';
+import { knownBugsOf } from './known-bugs.js';
 import { type FuzzRig, type VfioVm, buildRig, checkWitnesses, openVfioVm, witnessStates } from './rig.js';
 import type { Campaign, Recorder } from './runner.js';
 
@@ -257,7 +257,7 @@ export const regionCampaign: Campaign<Ctx, Op> = {
   description: 'BAR and config space accesses of every size and offset, through the device fd, its mmaps and the raw PCI function',
   defaultInputs: 1_000_000,
   checkpointEvery: 20_000,
-  knownBugs: KNOWN_BUGS.filter((b) => b.campaign === 'regions'),
+  knownBugs: knownBugsOf('regions'),
   setup,
   next,
   apply,

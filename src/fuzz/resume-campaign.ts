@@ -23,9 +23,10 @@ import {
 import type { Rng } from '../sim/scheduler.js';
 import type { VfioFile } from '../vfio/fd.js';
 import { pick, weighted, chance } from './gen.js';
-import { KNOWN_BUGS } from './known-bugs.js';
+import { knownBugsOf } from './known-bugs.js';
 import { type AccRig, buildAccRig, checkAccWitnesses, runJob } from './acc-rig.js';
 import type { Campaign, Recorder } from './runner.js';
+import { checkGuards, resetGuards } from './storm.js';
 
 type Mutation =
   | { m: 'none' }
@@ -165,6 +166,7 @@ function ret(rec: Recorder, r: number, what: string): void {
 
 function apply(ctx: Ctx, op: Op, rec: Recorder): void {
   rec.entry('mutated stream');
+  resetGuards(ctx.rig.guards);
   const dev = ctx.rig.dst.device;
   const fds = ctx.rig.host.host.process.fds;
   let fd = -1;
@@ -181,6 +183,8 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
     const file = fds.get(fd)!;
     const data = mutate(ctx.stream, op.mutation);
     let pos = 0;
+    // What the file holds: a refused chunk is not kept, so later chunks land where it would have.
+    const kept = new Uint8Array(FULL);
     let accepted = 0;
     let matched = false;
     for (let i = 0; pos < data.length; i++) {
@@ -193,7 +197,8 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
       if (accepted + chunk.length > FULL) expect = -Errno.ENOMEM;
       else if (!matched && accepted + chunk.length >= MATCH) {
         const head = new Uint8Array(MATCH);
-        head.set(data.subarray(0, MATCH));
+        head.set(kept.subarray(0, accepted));
+        head.set(chunk.subarray(0, MATCH - accepted), accepted);
         expect = matches(ctx, head) ? chunk.length : -Errno.EFAULT;
       }
       if (r !== expect) {
@@ -202,6 +207,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
       }
       rec.outcome(`resume write: ${r < 0 ? errnoName(r) : 'ok'}`);
       if (r < 0) continue;
+      kept.set(chunk, accepted);
       accepted += r;
       if (accepted >= MATCH) matched = true;
     }
@@ -227,6 +233,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
     rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op).slice(0, 120)} threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
   } finally {
     if (fd >= 0) fds.close(fd);
+    checkGuards(ctx.rig.guards, rec);
   }
 }
 
@@ -267,7 +274,7 @@ export const resumeCampaign: Campaign<Ctx, Op> = {
   description: 'mutated migration streams written to a RESUMING hisi-acc-vfio-pci VF, loaded and run',
   defaultInputs: 100_000,
   checkpointEvery: 5_000,
-  knownBugs: KNOWN_BUGS.filter((b) => b.campaign === 'resume'),
+  knownBugs: knownBugsOf('resume'),
   setup,
   next,
   apply,

@@ -34,6 +34,7 @@ import { VFIO_TYPE1v2_IOMMU } from '../uapi/vfio.js';
 import { FdPciIo } from './fd-io.js';
 import { PfSharedIo } from './pf-io.js';
 import type { Recorder } from './runner.js';
+import { StormGuard, checkGuards, resetGuards } from './storm.js';
 
 export const PF_BDF = '0000:75:00.0';
 export const vfBdf = (n: number): string => `0000:75:00.${n}`;
@@ -85,6 +86,8 @@ export interface FuzzRig {
   /** fds the witnesses own; campaigns never hand them to the code under test. */
   readonly witnessFds: ReadonlySet<number>;
   readonly user: UserLayout;
+  /** Interrupt storm guards of the witnesses' drivers. */
+  readonly guards: StormGuard[];
 }
 
 export function fnv(h: number, b: Uint8Array): number {
@@ -188,15 +191,16 @@ export function buildRig(): FuzzRig {
   const witnesses: Witness[] = [];
   const before = fds.size;
 
+  const guards = [new StormGuard('PF'), new StormGuard('VF2'), new StormGuard('VF3')];
   // PF: its own queues, next to the PF driver.
-  const pfIo = new PfSharedIo(pfDev, vf2Dev.device);
+  const pfIo = guards[0]!.wrap(new PfSharedIo(pfDev, vf2Dev.device));
   const pf = startDriver(pfIo, new GuestRamAllocator(host.memory, PF_RAM_BASE, GUEST_RAM), sched);
   pfIo.deliver([pf.driver.info.vectors.eq, pf.driver.info.vectors.aeq]);
   witnesses.push({ name: 'PF', fn: acc.pf, ...pf, state: () => `cfg ${configHash(acc.pf, 0x400)}` });
 
   // VF2: a second VM through VFIO.
   const vm2 = openVfioVm(host, vf2Dev, new SparseMemory(GUEST_RAM));
-  const io2 = new FdPciIo(vm2.file, fds);
+  const io2 = guards[1]!.wrap(new FdPciIo(vm2.file, fds));
   const w2 = startDriver(io2, new GuestRamAllocator(vm2.mem, RAM_FLOOR, GUEST_RAM - RAM_FLOOR), sched);
   const vf2 = acc.vf(2)!;
   const vf2State = (): string => {
@@ -219,14 +223,14 @@ export function buildRig(): FuzzRig {
   const dom3 = new IommuDomain();
   dom3.map(0, GUEST_RAM, mem3, 0, IOMMU_READ | IOMMU_WRITE);
   vf3.setUpstreamDma(dom3.port(vf3.bdf));
-  const w3 = startDriver(directPciIo(vf3), new GuestRamAllocator(mem3, RAM_FLOOR, GUEST_RAM - RAM_FLOOR), sched);
+  const w3 = startDriver(guards[2]!.wrap(directPciIo(vf3)), new GuestRamAllocator(mem3, RAM_FLOOR, GUEST_RAM - RAM_FLOOR), sched);
   witnesses.push({ name: 'VF3', fn: vf3, ...w3, state: () => `cfg ${configHash(vf3)}` });
 
   const witnessFds = new Set<number>([vm2.containerFd, vm2.groupFd, vm2.deviceFd, ...io2.ownedFds]);
   if (fds.size !== before + witnessFds.size) throw new KernelError('EINVAL', 'fuzz rig: unexpected fds');
   sched.runUntilIdle();
   return {
-    host, sched, acc, pfDev, target, witnesses, witnessFds,
+    host, sched, acc, pfDev, target, witnesses, witnessFds, guards,
     user: { rw, rwLen, ro, roLen, pairA, pairLen, ram, ramMem },
   };
 }
@@ -249,6 +253,7 @@ export function jobInput(index: number): Uint8Array {
  */
 export function checkWitnesses(rig: FuzzRig, rec: Recorder, index: number, initial: readonly string[]): void {
   const input = jobInput(index);
+  resetGuards(rig.guards);
   rig.witnesses.forEach((w, i) => {
     rec.entry('witness job');
     let out: Uint8Array;
@@ -269,6 +274,7 @@ export function checkWitnesses(rig: FuzzRig, rec: Recorder, index: number, initi
     const s = w.state();
     if (s !== initial[i]) rec.violation('victim', `${w.name} state changed: now ${s}, was ${initial[i]}`);
   });
+  checkGuards(rig.guards, rec);
 }
 
 export function witnessStates(rig: FuzzRig): string[] {
