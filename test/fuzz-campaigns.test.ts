@@ -9,7 +9,9 @@
 import { describe, expect, it } from 'vitest';
 import { guestCampaign } from '../src/fuzz/guest-campaign.js';
 import { ioctlCampaign } from '../src/fuzz/ioctl-campaign.js';
+import { migfsmCampaign } from '../src/fuzz/migfsm-campaign.js';
 import { regionCampaign } from '../src/fuzz/region-campaign.js';
+import { resumeCampaign } from '../src/fuzz/resume-campaign.js';
 import { type CampaignResult, reproCommand, runCampaign } from '../src/fuzz/runner.js';
 
 function noViolations(r: CampaignResult): void {
@@ -71,5 +73,30 @@ describe('fuzz campaign slices (seed 1)', () => {
     expect(outcomes(r, /^qm doorbell (badIndex|noContext|badCmd)$/).length).toBeGreaterThanOrEqual(2);
     expect(r.outcomes['reinit ok'] ?? 0).toBeGreaterThan(0);
     for (const w of ['PF', 'VF2 (vfio)', 'VF3']) expect(r.outcomes[`witness ok: ${w}`], w).toBe(r.checkpoints);
+  });
+
+  it('migfsm: v2 transitions on a hisi-acc-vfio-pci VF follow the spec table, data fds behave, the guest survives', () => {
+    const r = runCampaign(migfsmCampaign, { inputs: 4000, seed: 1, shrink: false });
+    noViolations(r);
+    for (const e of ['migration set', 'migration read', 'migration write', 'migration reset', 'job']) {
+      expect(r.entryPoints[e] ?? 0, e).toBeGreaterThan(100);
+    }
+    // successful arcs out of STOP, RUNNING, STOP_COPY, RESUMING and PRE_COPY, and refused ones
+    for (const from of [1, 2, 3, 4, 6]) expect(outcomes(r, new RegExp(`^set ${from}->[0-9]: ok$`)).length, `from ${from}`).toBeGreaterThan(0);
+    expect(outcomes(r, /^set [0-9]->(0|5|7|invalid): EINVAL$/).length).toBeGreaterThan(3);
+    for (const e of ['EINVAL', 'ENODEV', 'EBADF', 'ENOMEM']) expect(r.errnos[e] ?? 0, e).toBeGreaterThan(0);
+    expect(r.outcomes['read save fd (pre-copy): data'] ?? 0).toBeGreaterThan(0);
+    expect(r.outcomes['guest job ok'] ?? 0).toBeGreaterThan(10);
+    for (const w of ['PF', 'VF3 (hisi-acc-vfio-pci)']) expect(r.outcomes[`witness ok: ${w}`], w).toBe(r.checkpoints);
+  });
+
+  it('resume: mutated streams are refused where the spec says (ENOMEM, EFAULT, EINVAL) and loaded otherwise', () => {
+    const r = runCampaign(resumeCampaign, { inputs: 1500, seed: 1, shrink: false });
+    noViolations(r);
+    expect(r.entryPoints['mutated stream']).toBe(1500);
+    for (const o of ['resume write: ok', 'resume write: EFAULT', 'resume write: ENOMEM', 'load of a full state: ok', 'load of match data: ok', 'load of a bad length: EINVAL']) {
+      expect(r.outcomes[o] ?? 0, o).toBeGreaterThan(5);
+    }
+    for (const w of ['PF', 'VF3 (hisi-acc-vfio-pci)', 'source VF1']) expect(r.outcomes[`witness ok: ${w}`], w).toBe(r.checkpoints);
   });
 });

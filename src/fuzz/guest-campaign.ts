@@ -335,7 +335,7 @@ function setup(): Ctx {
 export const guestCampaign: Campaign<Ctx, Op> = {
   name: 'guest',
   description: 'hostile guest on VF1: mailbox commands, doorbells, SQEs, contexts and DMA addresses through MMIO',
-  defaultInputs: 300_000,
+  defaultInputs: 600_000,
   checkpointEvery: 5_000,
   knownBugs: knownBugsOf('guest'),
   setup,

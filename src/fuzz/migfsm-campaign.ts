@@ -397,7 +397,7 @@ function setup(): Ctx {
 export const migfsmCampaign: Campaign<Ctx, Op> = {
   name: 'migfsm',
   description: 'v2 migration state sequences, data fds and resets on a hisi-acc-vfio-pci VF with a running guest',
-  defaultInputs: 300_000,
+  defaultInputs: 500_000,
   checkpointEvery: 5_000,
   knownBugs: knownBugsOf('migfsm'),
   setup,
