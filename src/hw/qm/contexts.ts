@@ -87,8 +87,10 @@ function view(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
-export function decodeSqc(b: Uint8Array): SqcFields {
-  const v = view(b);
+type XqcHead = Omit<CqcFields, 'dw6'>;
+
+/** The first 24 bytes SQC and CQC share (qm-hardware.md section 3). */
+function decodeXqcHead(v: DataView): XqcHead {
   return {
     head: v.getUint16(XQC.HEAD, true),
     tail: v.getUint16(XQC.TAIL, true),
@@ -98,6 +100,24 @@ export function decodeSqc(b: Uint8Array): SqcFields {
     w8: v.getUint16(XQC.W8, true),
     pasid: v.getUint16(XQC.PASID, true),
     w11: v.getUint16(XQC.W11, true),
+  };
+}
+
+function encodeXqcHead(v: DataView, f: XqcHead): void {
+  v.setUint16(XQC.HEAD, f.head, true);
+  v.setUint16(XQC.TAIL, f.tail, true);
+  v.setUint32(XQC.BASE_L, f.baseL >>> 0, true);
+  v.setUint32(XQC.BASE_H, f.baseH >>> 0, true);
+  v.setUint32(XQC.DW3, f.dw3 >>> 0, true);
+  v.setUint16(XQC.W8, f.w8, true);
+  v.setUint16(XQC.PASID, f.pasid, true);
+  v.setUint16(XQC.W11, f.w11, true);
+}
+
+export function decodeSqc(b: Uint8Array): SqcFields {
+  const v = view(b);
+  return {
+    ...decodeXqcHead(v),
     cqNum: v.getUint16(SQC_CQ_NUM, true),
     w13: v.getUint16(SQC_W13, true),
   };
@@ -106,14 +126,7 @@ export function decodeSqc(b: Uint8Array): SqcFields {
 export function encodeSqc(f: SqcFields, out: Uint8Array = new Uint8Array(SQC_SIZE)): Uint8Array {
   out.fill(0, 0, SQC_SIZE);
   const v = view(out);
-  v.setUint16(XQC.HEAD, f.head, true);
-  v.setUint16(XQC.TAIL, f.tail, true);
-  v.setUint32(XQC.BASE_L, f.baseL >>> 0, true);
-  v.setUint32(XQC.BASE_H, f.baseH >>> 0, true);
-  v.setUint32(XQC.DW3, f.dw3 >>> 0, true);
-  v.setUint16(XQC.W8, f.w8, true);
-  v.setUint16(XQC.PASID, f.pasid, true);
-  v.setUint16(XQC.W11, f.w11, true);
+  encodeXqcHead(v, f);
   v.setUint16(SQC_CQ_NUM, f.cqNum, true);
   v.setUint16(SQC_W13, f.w13, true);
   return out;
@@ -122,14 +135,7 @@ export function encodeSqc(f: SqcFields, out: Uint8Array = new Uint8Array(SQC_SIZ
 export function decodeCqc(b: Uint8Array): CqcFields {
   const v = view(b);
   return {
-    head: v.getUint16(XQC.HEAD, true),
-    tail: v.getUint16(XQC.TAIL, true),
-    baseL: v.getUint32(XQC.BASE_L, true),
-    baseH: v.getUint32(XQC.BASE_H, true),
-    dw3: v.getUint32(XQC.DW3, true),
-    w8: v.getUint16(XQC.W8, true),
-    pasid: v.getUint16(XQC.PASID, true),
-    w11: v.getUint16(XQC.W11, true),
+    ...decodeXqcHead(v),
     dw6: v.getUint32(CQC_DW6, true),
   };
 }
@@ -137,14 +143,7 @@ export function decodeCqc(b: Uint8Array): CqcFields {
 export function encodeCqc(f: CqcFields, out: Uint8Array = new Uint8Array(CQC_SIZE)): Uint8Array {
   out.fill(0, 0, CQC_SIZE);
   const v = view(out);
-  v.setUint16(XQC.HEAD, f.head, true);
-  v.setUint16(XQC.TAIL, f.tail, true);
-  v.setUint32(XQC.BASE_L, f.baseL >>> 0, true);
-  v.setUint32(XQC.BASE_H, f.baseH >>> 0, true);
-  v.setUint32(XQC.DW3, f.dw3 >>> 0, true);
-  v.setUint16(XQC.W8, f.w8, true);
-  v.setUint16(XQC.PASID, f.pasid, true);
-  v.setUint16(XQC.W11, f.w11, true);
+  encodeXqcHead(v, f);
   v.setUint32(CQC_DW6, f.dw6 >>> 0, true);
   return out;
 }
