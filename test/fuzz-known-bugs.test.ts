@@ -10,12 +10,12 @@ import { guestCampaign } from '../src/fuzz/guest-campaign.js';
 import { migfsmCampaign } from '../src/fuzz/migfsm-campaign.js';
 import { Recorder } from '../src/fuzz/runner.js';
 import { AccDevice } from '../src/hw/acc-device.js';
-import { PCI_MSI_ADDRESS_LO, PCI_SRIOV_CTRL, PCI_SRIOV_CTRL_MSE, PCI_SRIOV_CTRL_VFE, PCI_SRIOV_NUM_VF } from '../src/hw/pci/regs.js';
+import { PCI_MSI_ADDRESS_LO, PCI_MSI_DATA_64, PCI_SRIOV_CTRL, PCI_SRIOV_CTRL_MSE, PCI_SRIOV_CTRL_VFE, PCI_SRIOV_NUM_VF } from '../src/hw/pci/regs.js';
 import { UserAddressSpace } from '../src/mem/user-space.js';
 import { Scheduler } from '../src/sim/scheduler.js';
 import { Errno } from '../src/uapi/errno.js';
 import {
-  VFIO_DEVICE_SET_IRQS, VFIO_IOMMU_MAP_DMA, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_DEVICE_SET_IRQS, VFIO_IOMMU_MAP_DMA, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
   VFIO_PCI_MSI_IRQ_INDEX,
 } from '../src/uapi/vfio.js';
 import { VfioContainer } from '../src/vfio/container.js';
@@ -39,29 +39,6 @@ function hexBytes(s: string): Uint8Array {
 }
 
 describe('known bugs still reproduce (remove the entry once one is fixed)', () => {
-  it('msi-message-left-programmed: a SET_IRQS that enables MSI and fails leaves the host MSI address in config space', () => {
-    const sched = new Scheduler();
-    const acc = new AccDevice({ profile: 'zip-v3', scheduler: sched });
-    const so = acc.pf.sriov.offset;
-    acc.pf.configWrite(so + PCI_SRIOV_NUM_VF, 2, 1);
-    acc.pf.configWrite(so + PCI_SRIOV_CTRL, 2, PCI_SRIOV_CTRL_VFE | PCI_SRIOV_CTRL_MSE);
-    const vf = acc.vf(1)!;
-    const core = new VfioPciCoreDevice({ fn: vf, process: { fds: new FdTable(), user: new UserAddressSpace() } });
-    const file = core.openDevice();
-    const addr = () => vf.configRead(vf.msi.offset + PCI_MSI_ADDRESS_LO, 4);
-    expect(addr()).toBe(0);
-    const buf = new Uint8Array(24);
-    const dv = new DataView(buf.buffer);
-    dv.setUint32(0, 24, true);
-    dv.setUint32(4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, true);
-    dv.setUint32(8, VFIO_PCI_MSI_IRQ_INDEX, true);
-    dv.setUint32(16, 1, true);
-    dv.setInt32(20, 4242, true); // no such fd
-    expect(file.ioctl(VFIO_DEVICE_SET_IRQS, buf)).toBe(-Errno.EBADF);
-    expect(addr()).not.toBe(0);
-    expect(entry('msi-message-left-programmed').matches({ kind: 'state-changed', message: `DEVICE_SET_IRQS -> EBADF changed device{msiMsg}: {"msiMsg":"0:0:0"} -> {"msiMsg":"${addr().toString(16)}:0:40"}`, call: '' })).toBe(true);
-  });
-
   it('eq-doorbell-livelock: three guest MMIO inputs make the EQ interrupt re-raise itself without end', () => {
     const ctx = guestCampaign.setup();
     const rec = new Recorder();
@@ -86,12 +63,45 @@ describe('known bugs still reproduce (remove the entry once one is fixed)', () =
 
   it('every listed bug has a test above', () => {
     expect(KNOWN_BUGS.map((b) => b.id).sort()).toEqual(
-      ['eq-doorbell-livelock', 'msi-message-left-programmed', 'paused-without-guest'],
+      ['eq-doorbell-livelock', 'paused-without-guest'],
     );
   });
 });
 
 describe('bugs the fuzzer found stay fixed', () => {
+  it('msi-message-left-programmed: a SET_IRQS that enables MSI and fails leaves the MSI message as it was (zero)', () => {
+    const sched = new Scheduler();
+    const acc = new AccDevice({ profile: 'zip-v3', scheduler: sched });
+    const so = acc.pf.sriov.offset;
+    acc.pf.configWrite(so + PCI_SRIOV_NUM_VF, 2, 1);
+    acc.pf.configWrite(so + PCI_SRIOV_CTRL, 2, PCI_SRIOV_CTRL_VFE | PCI_SRIOV_CTRL_MSE);
+    const vf = acc.vf(1)!;
+    const fds = new FdTable();
+    const core = new VfioPciCoreDevice({ fn: vf, process: { fds, user: new UserAddressSpace() } });
+    const file = core.openDevice();
+    const addr = () => vf.configRead(vf.msi.offset + PCI_MSI_ADDRESS_LO, 4);
+    const msiSet = (count: number, fd: number, flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER) => {
+      const buf = new Uint8Array(24);
+      const dv = new DataView(buf.buffer);
+      dv.setUint32(0, 24, true);
+      dv.setUint32(4, flags, true);
+      dv.setUint32(8, VFIO_PCI_MSI_IRQ_INDEX, true);
+      dv.setUint32(16, count, true);
+      dv.setInt32(20, fd, true);
+      return file.ioctl(VFIO_DEVICE_SET_IRQS, buf);
+    };
+    expect(addr()).toBe(0);
+    expect(msiSet(1, 4242)).toBe(-Errno.EBADF); // no such fd
+    expect(addr()).toBe(0);
+    // The same call with a real eventfd programs a message; tearing MSI down erases it again.
+    const efd = fds.install(new EventFd());
+    expect(msiSet(1, efd)).toBe(0);
+    expect(addr()).not.toBe(0);
+    expect(msiSet(0, -1, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER)).toBe(0);
+    expect(addr()).toBe(0);
+    expect(vf.configRead(vf.msi.offset + PCI_MSI_DATA_64, 2)).toBe(0);
+  });
+
   it('container-einval: a type1 ioctl before SET_IOMMU is EINVAL, as Linux vfio_fops_unl_ioctl', () => {
     const c = new VfioContainer({ user: new UserAddressSpace(), fds: new FdTable() });
     expect(c.ioctl(VFIO_IOMMU_MAP_DMA, new Uint8Array(32))).toBe(-Errno.EINVAL);

@@ -18,16 +18,6 @@ export function knownBugsOf(campaign: string): KnownBugEntry[] {
 
 export const KNOWN_BUGS: readonly KnownBugEntry[] = [
   {
-    id: 'msi-message-left-programmed',
-    campaigns: ['ioctl'],
-    where: 'src/vfio/pci-core/irqs.ts VfioPciIrqs.msiDisable',
-    summary:
-      'disabling MSI leaves the host MSI address/data in the physical capability, so a SET_IRQS that enables MSI and then ' +
-      'fails (bad eventfd, vector block out of range) changes config space; Linux erases the message when the vectors are ' +
-      'freed (msi_domain_deactivate writes a zero message), so the failed call leaves it as it was',
-    matches: (v) => v.kind === 'state-changed' && /^DEVICE_SET_IRQS -> E[A-Z0-9]+ changed device\{msiMsg\}:/.test(v.message),
-  },
-  {
     id: 'eq-doorbell-livelock',
     campaigns: ['guest', 'migfsm'],
     where: 'src/guest/qm-vf-driver.ts QmVfDriver.bottomHalf with src/hw/qm/qm-function.ts QmFunction.eqDoorbell',

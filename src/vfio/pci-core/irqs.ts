@@ -261,6 +261,11 @@ export class VfioPciIrqs {
     this.fn.configWrite(off + PCI_MSI_FLAGS, 2, ctrl & ~PCI_MSI_FLAGS_ENABLE);
     this.hostMask = 0;
     this.fn.configWrite(off + PCI_MSI_MASK_64, 4, 0);
+    // Freeing the vectors deactivates their IRQ domain entries, which writes a zero message:
+    // a disabled function keeps no host doorbell address in its capability.
+    this.fn.configWrite(off + PCI_MSI_ADDRESS_LO, 4, 0);
+    this.fn.configWrite(off + PCI_MSI_ADDRESS_HI, 4, 0);
+    this.fn.configWrite(off + PCI_MSI_DATA_64, 2, 0);
     this.triggers = [];
     this.irqType = IRQ_NONE;
   }
