@@ -188,9 +188,33 @@ describe('qm queue processing (qm-hardware.md 3)', () => {
     sched.runUntilIdle();
     expect(msi.get(1)!.length).toBe(3);
     expect(g.consumeEq(2)).toEqual([0, 1]); // the driver stops early
+    // The re-raise comes through the scheduler 1 us (EQ_REARM_NS) after the doorbell, never
+    // inside the doorbell write (fuzz bug eq-doorbell-livelock).
+    expect(msi.get(1)!.length).toBe(3);
+    sched.advance(999);
+    expect(msi.get(1)!.length).toBe(3);
+    sched.advance(1);
     expect(msi.get(1)!.length).toBe(4);
     expect(g.consumeEq()).toEqual([2]);
+    sched.runUntilIdle();
     expect(msi.get(1)!.length).toBe(4);
+  });
+
+  it('EQ doorbells rung again before the re-raise fires coalesce into one interrupt, re-checked at delivery', () => {
+    const { g, sched, msi } = setup({}, { sqDepth: 16, cqDepth: 16 });
+    for (let q = 0; q < 4; q++) g.startQp(q);
+    for (let q = 0; q < 4; q++) g.submit(q, q);
+    sched.runUntilIdle();
+    expect(msi.get(1)!.length).toBe(4);
+    expect(g.consumeEq(1)).toEqual([0]);
+    expect(g.consumeEq(1)).toEqual([1]); // a second doorbell while the first re-raise is in flight
+    sched.runUntilIdle();
+    expect(msi.get(1)!.length).toBe(5);
+    // Consumed everything before the re-raise fired: no interrupt for an empty queue.
+    expect(g.consumeEq(1)).toEqual([2]);
+    expect(g.consumeEq()).toEqual([3]);
+    sched.runUntilIdle();
+    expect(msi.get(1)!.length).toBe(5);
   });
 
   it('processNs latency: one SQE per processNs of simulated time', () => {

@@ -16,13 +16,111 @@
  * - `notReady`: QM_VF_STATE reads 1 (QM_NOT_READY) whatever was written.
  *
  * Zero / false means "no fault". Clearing a hang fault resumes the stalled work.
+ *
+ * The fault tap (`tap`) lets a fault matrix fire a fault at the N-th event of a run without
+ * touching model code: the model calls it synchronously at each event below, before the
+ * event takes effect, so a switch flipped inside the callback applies to that very event.
  */
+import type { AccessOrigin } from '../dma.js';
+
+/**
+ * - `mailbox`: a function's mailbox latched a command (before it is submitted to the engine);
+ * - `writeback-start`: QM_CACHE_WB_START was written with bit0 set (before the write-back starts);
+ * - `status-read`: a non-guest read of a status register a driver polls (before the value is
+ *   computed).
+ */
+export type FaultPointKind = 'mailbox' | 'writeback-start' | 'status-read';
+
+/**
+ * One tapped event. The model reuses a single object per device: it is valid only during the
+ * callback (copy what you keep). Fields that do not apply to a kind read 0 / null.
+ */
+export interface FaultPoint {
+  kind: FaultPointKind;
+  /** 1-based number of this event since the tap was installed (across all kinds). */
+  seq: number;
+  /** Function number: 0 = PF, n = VF n. */
+  fn: number;
+  /** mailbox: command (MbCmd), op (0 = to hardware / write, 1 = from hardware / read), queue. */
+  cmd: number;
+  op: 0 | 1;
+  queue: number;
+  /** True for a mailbox write command (op 0) and for writeback-start. */
+  write: boolean;
+  /** status-read: BAR2 offset (function-relative; PF-only registers at their PF BAR2 offset). */
+  reg: number;
+  /** status-read: who reads ('driver', 'pf', 'vmm', 'test'; never 'guest'). */
+  origin: AccessOrigin | null;
+}
+
+export type FaultTap = (ev: FaultPoint) => void;
+
 export class DeviceFaults {
   private ras = 0;
   private engine = 0;
   private mbHang = false;
+  /** @internal The installed tap, read by the model's hot paths (set it through `tap`). */
+  tapFn: FaultTap | null = null;
+  private tapSeq = 0;
+  private readonly point: FaultPoint = {
+    kind: 'mailbox', seq: 0, fn: 0, cmd: 0, op: 0, queue: 0, write: false, reg: 0, origin: null,
+  };
 
   constructor(private readonly onMailboxResume: () => void) {}
+
+  /** The fault tap; null (default) costs the model one branch per tapped path. */
+  get tap(): FaultTap | null { return this.tapFn; }
+  /** Installing (or clearing) a tap restarts `seq` at 1. */
+  set tap(fn: FaultTap | null) {
+    this.tapFn = fn;
+    this.tapSeq = 0;
+  }
+  /** Events delivered to the current tap so far. */
+  get tapEvents(): number { return this.tapSeq; }
+
+  /** @internal Called by the model when `tap` is set. */
+  tapMailbox(fn: number, cmd: number, op: 0 | 1, queue: number): void {
+    const p = this.fill('mailbox', fn);
+    p.cmd = cmd;
+    p.op = op;
+    p.queue = queue;
+    p.write = op === 0;
+    this.deliver(p);
+  }
+
+  /** @internal */
+  tapWritebackStart(fn: number): void {
+    const p = this.fill('writeback-start', fn);
+    p.write = true;
+    this.deliver(p);
+  }
+
+  /** @internal */
+  tapStatusRead(fn: number, reg: number, origin: AccessOrigin): void {
+    const p = this.fill('status-read', fn);
+    p.reg = reg;
+    p.origin = origin;
+    this.deliver(p);
+  }
+
+  private fill(kind: FaultPointKind, fn: number): FaultPoint {
+    const p = this.point;
+    p.kind = kind;
+    p.seq = ++this.tapSeq;
+    p.fn = fn;
+    p.cmd = 0;
+    p.op = 0;
+    p.queue = 0;
+    p.write = false;
+    p.reg = 0;
+    p.origin = null;
+    return p;
+  }
+
+  private deliver(p: FaultPoint): void {
+    const t = this.tapFn;
+    if (t !== null) t(p);
+  }
 
   get rasStatus(): number { return this.ras; }
   get engineStatus(): number { return this.engine; }

@@ -53,7 +53,8 @@ export class PfRegisters implements DwordRegs {
   private dbTimeoutCfg = 0;
   private queIso = 0;
   private migSel = 0;
-  private readonly engineStatusOff: number;
+  /** The engine's INT_STATUS offset in the PF BAR2 (SEC/HPRE/ZIP differ). */
+  readonly engineStatusOff: number;
   private readonly v3plus: boolean;
   private readonly v4: boolean;
 

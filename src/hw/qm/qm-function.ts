@@ -34,7 +34,7 @@ import * as Ctx from './contexts.js';
 import type { Engine } from './engine-contract.js';
 import * as EqNs from './eq.js';
 import { EventQueue } from './eq.js';
-import { FunctionFaults } from './faults.js';
+import { type DeviceFaults, FunctionFaults } from './faults.js';
 import { IrqLines } from './irq.js';
 import * as MailboxNs from './mailbox.js';
 import { MailboxRegs, type MailboxClient, type MailboxCommand, type MailboxResult } from './mailbox.js';
@@ -64,7 +64,7 @@ const {
   QM_IFC_INT_STATUS, QM_IRQ_NUM_CAP, QM_MB_CMD_SEND_BASE, QM_NOT_READY, QM_PAGE_SIZE,
   QM_PF2VF_VF_R, QM_QP_DEPTH_CAP, QM_QUE_ISO_CFG_V, QM_SUB_VERSION_ID, QM_VF2PF_VF_W,
   QM_VF_AEQ_INT_MASK, QM_VF_AEQ_INT_SOURCE, QM_VF_EQ_INT_MASK, QM_VF_EQ_INT_SOURCE,
-  QM_VF_STATE, QM_XEQ_DEPTH_CAP, VF_BAR2_HALF, VF_BAR2_SIZE, Vector, VftType,
+  QM_VF_STATE, QM_XEQ_DEPTH_CAP, QM_ABNORMAL_INT_STATUS, QM_VFT_CFG_RDY, QM_IFC_READY_STATUS, VF_BAR2_HALF, VF_BAR2_SIZE, Vector, VftType,
   QM_EQ_IRQ_TYPE_CAP, QM_AEQ_IRQ_TYPE_CAP, QM_ABN_IRQ_TYPE_CAP, QM_PF2VF_IRQ_TYPE_CAP,
 } = Regs;
 
@@ -136,6 +136,13 @@ export interface FunctionSnapshot {
   recentTags: number[];
 }
 
+/**
+ * Delay of the interrupt an EQ/AEQ doorbell re-raises for entries still unconsumed [inference:
+ * the hardware re-evaluates the queue after the doorbell; 1 us keeps a driver's interrupt
+ * loop from spinning in zero simulated time].
+ */
+export const EQ_REARM_NS = 1000;
+
 const NO_DMA: DmaPort = { read: () => false, write: () => false };
 
 export interface QmLatencies {
@@ -185,7 +192,11 @@ export class QmFunction implements QpHost, MailboxClient {
   private epoch = 0;
   private pausedFlag = false;
   private removed = false;
+  /** Bit per vector: an EQ/AEQ re-raise is scheduled (see eqDoorbell). */
+  private rearmPending = 0;
   private readonly ctxBuf = new Uint8Array(SQC_SIZE);
+  /** Staging for write-back bursts (grown to qp_num contexts on first use). */
+  private wbBuf = new Uint8Array(0);
   private readonly mbResult: MailboxResult = { status: MbStatus.OK, dataL: 0, dataH: 0 };
   private readonly xeqcBuf = new Uint8Array(XEQC_SIZE);
   private readonly hw: HwVersion;
@@ -248,6 +259,8 @@ export class QmFunction implements QpHost, MailboxClient {
   get paused(): boolean { return this.pausedFlag; }
   get attached(): boolean { return this.attachedFlag; }
   get mailboxHung(): boolean { return this.faults.mailboxHang; }
+  /** @internal The device-wide fault switches (the BAR2 region checks the tap on reads). */
+  get deviceFaults(): DeviceFaults { return this.dev.faults; }
 
   debugSnapshot(): FunctionSnapshot {
     const eqs = (q: EventQueue): EqSnapshot => ({
@@ -332,6 +345,7 @@ export class QmFunction implements QpHost, MailboxClient {
     this.wbDone = 0;
     this.wbPending = false;
     this.pausedFlag = false;
+    this.rearmPending = 0;
     this.epoch++;
     if (!this.isPf) this.dev.ifc.resetVf(this.index);
     for (const [off, val] of this.resetOverrides) this.applyResetValue(off, val);
@@ -393,6 +407,11 @@ export class QmFunction implements QpHost, MailboxClient {
     }
     if (off >= QM_MB_CMD_SEND_BASE && off < QM_MB_CMD_SEND_BASE + 16) {
       if (this.mailbox.write((off - QM_MB_CMD_SEND_BASE) >>> 2, value, mask)) {
+        const faults = this.dev.faults;
+        if (faults.tap !== null) {
+          const c = this.mailbox.command();
+          faults.tapMailbox(this.index, c.cmd, c.op, c.queue);
+        }
         this.dev.mailboxEngine.submit(this);
       }
       return;
@@ -416,7 +435,12 @@ export class QmFunction implements QpHost, MailboxClient {
       case QM_IFC_INT_SET_V: if (v3 && !this.isPf) ifc.vfTrigger(this.index, v); return;
       case QM_PAGE_SIZE: this.pageSize = ((this.pageSize & ~mask) | v) & 0x3; return;
       case QM_VF_STATE: if (bit0) this.vfState = v & 1; return;
-      case QM_CACHE_WB_START: if (v & 1) this.startWriteback(); return;
+      case QM_CACHE_WB_START:
+        if (v & 1) {
+          if (this.dev.faults.tap !== null) this.dev.faults.tapWritebackStart(this.index);
+          this.startWriteback();
+        }
+        return;
       default: break;
     }
     if (this.hw === 'v4' && !this.isPf && (off === QM_VF2PF_VF_W || off === QM_VF2PF_VF_W + 4)) {
@@ -459,6 +483,23 @@ export class QmFunction implements QpHost, MailboxClient {
   /** @internal */
   bar4NarrowWrite(off: number): void {
     if ((off & ((QM_DB_ISO_INTERVAL - 1) & ~7)) === QM_DB_ISO_SQ_CQ) this.doorbellStats.narrowWrite++;
+  }
+
+  /**
+   * @internal A non-guest read of BAR2 offset `off` is about to happen: if it is a status
+   * register a driver polls, the device's fault tap sees it first.
+   */
+  tapRead(off: number, origin: AccessOrigin): void {
+    const faults = this.dev.faults;
+    if (faults.tap === null || origin === 'guest') return;
+    const dw = off - (off & 3);
+    let polled = dw === QM_MB_CMD_SEND_BASE || dw === QM_VF_STATE || dw === QM_CACHE_WB_DONE
+      || dw === QM_IFC_INT_STATUS || dw === QM_IFC_INT_SET_V;
+    if (!polled && this.isPf) {
+      polled = dw === QM_ABNORMAL_INT_STATUS || dw === QM_VFT_CFG_RDY || dw === QM_IFC_READY_STATUS
+        || dw === this.dev.pfRegs.engineStatusOff;
+    }
+    if (polled) faults.tapStatusRead(this.index, dw, origin);
   }
 
   /** @internal */
@@ -543,7 +584,24 @@ export class QmFunction implements QpHost, MailboxClient {
     this.irq.clearSource(vec);
     // Entries the driver has not consumed yet get a fresh interrupt, so a driver that stops
     // after eq_depth/2-1 entries, or a restored queue, does not wait for the next event.
-    if (q.tail !== q.head && q.head < q.depth && q.tail < q.depth) this.irq.raise(vec);
+    // It comes EQ_REARM_NS later through the scheduler, never inside the doorbell write: a
+    // guest whose ring shows no entry of the current phase (a hostile or stale EQC) would
+    // otherwise ring, be interrupted and ring again without simulated time ever moving.
+    if (q.tail !== q.head && q.head < q.depth && q.tail < q.depth) this.scheduleRearm(vec);
+  }
+
+  private scheduleRearm(vec: number): void {
+    const bit = 1 << vec;
+    if ((this.rearmPending & bit) !== 0) return; // one re-raise in flight per vector
+    this.rearmPending |= bit;
+    const ep = this.epoch;
+    this.dev.scheduler.schedule(EQ_REARM_NS, () => {
+      if (ep !== this.epoch) return;
+      this.rearmPending &= ~bit;
+      const q = vec === Vector.EQ ? this.eq : this.aeq;
+      // Re-checked at delivery: a doorbell in between may have consumed everything.
+      if (!this.removed && q.tail !== q.head && q.head < q.depth && q.tail < q.depth) this.irq.raise(vec);
+    });
   }
 
   /** The cached qp, fetching missing contexts from the SQC/CQC arrays; null if no SQC. */
@@ -633,18 +691,48 @@ export class QmFunction implements QpHost, MailboxClient {
 
   private finishWriteback(): void {
     if (!this.wbPending || this.faults.writebackHang) return;
-    const port = this.port;
-    const sqcBase = this.sqcBtValid ? dmaAddr(this.sqcBtL, this.sqcBtH) : -1;
-    const cqcBase = this.cqcBtValid ? dmaAddr(this.cqcBtL, this.cqcBtH) : -1;
-    const qps = this.qps;
-    for (let i = 0; i < qps.length; i++) {
-      const qp = qps[i];
-      if (!qp) continue;
-      if (qp.sqcLoaded && sqcBase >= 0) port.write(sqcBase + qp.qn * SQC_SIZE, qp.sqcImage());
-      if (qp.cqcLoaded && cqcBase >= 0) port.write(cqcBase + qp.qn * CQC_SIZE, qp.cqcImage());
-    }
+    if (this.sqcBtValid) this.writeBackArray(dmaAddr(this.sqcBtL, this.sqcBtH), true);
+    if (this.cqcBtValid) this.writeBackArray(dmaAddr(this.cqcBtL, this.cqcBtH), false);
     this.wbPending = false;
     this.wbDone = 1;
+  }
+
+  /**
+   * Writes every cached context of one array back to its slot. Contexts of consecutive qps
+   * go out as one burst [inference: the write-back engine streams the cache in qp order; a
+   * burst the IOMMU refuses writes none of its slots, as a single DMA transaction would].
+   */
+  private writeBackArray(base: number, sqc: boolean): void {
+    const qps = this.qps;
+    const n = qps.length;
+    const port = this.port;
+    const size = sqc ? SQC_SIZE : CQC_SIZE;
+    let qn = 0;
+    while (qn < n) {
+      const first = qps[qn];
+      if (first === undefined || !(sqc ? first.sqcLoaded : first.cqcLoaded)) {
+        qn++;
+        continue;
+      }
+      let end = qn + 1;
+      for (; end < n; end++) {
+        const qp = qps[end];
+        if (qp === undefined || !(sqc ? qp.sqcLoaded : qp.cqcLoaded)) break;
+      }
+      if (end - qn === 1) {
+        port.write(base + qn * size, sqc ? first.sqcImage() : first.cqcImage());
+      } else {
+        const len = (end - qn) * size;
+        if (this.wbBuf.length < len) this.wbBuf = new Uint8Array(Math.max(len, this.cachedQpNum * size));
+        const buf = this.wbBuf;
+        for (let k = qn; k < end; k++) {
+          const qp = qps[k]!;
+          buf.set(sqc ? qp.sqcImage() : qp.cqcImage(), (k - qn) * size);
+        }
+        port.write(base + qn * size, len === buf.length ? buf : buf.subarray(0, len));
+      }
+      qn = end;
+    }
   }
 
   // ---------------------------------------------------------------- mailbox commands
@@ -809,7 +897,11 @@ export class QmFunction implements QpHost, MailboxClient {
 
 /** BAR2 as the PCI layer sees it. */
 class Bar2Region implements MmioRegion {
-  constructor(private readonly fn: QmFunction, readonly size: number) {}
+  private readonly faults: DeviceFaults;
+
+  constructor(private readonly fn: QmFunction, readonly size: number) {
+    this.faults = fn.deviceFaults;
+  }
 
   private audit(origin: AccessOrigin, off: number, size: 1 | 2 | 4 | 8, write: boolean, lo: number, hi: number): void {
     if (this.fn.isPf) return;
@@ -818,6 +910,7 @@ class Bar2Region implements MmioRegion {
 
   read(off: number, size: 1 | 2 | 4, origin: AccessOrigin): number {
     if (!accessOk(off, size, this.size) || size > 4) return allOnes(size);
+    if (this.faults.tapFn !== null) this.fn.tapRead(off, origin);
     // Aligned dwords (every driver access) skip the generic byte-lane split.
     const v = size === 4 && (off & 3) === 0 ? this.fn.readDw(off) >>> 0 : readSized(this.fn.regs, off, size);
     this.audit(origin, off, size, false, v, 0);
@@ -833,6 +926,10 @@ class Bar2Region implements MmioRegion {
 
   read64(off: number, origin: AccessOrigin): [number, number] {
     if (!accessOk(off, 8, this.size)) return [0xffffffff, 0xffffffff];
+    if (this.faults.tapFn !== null) {
+      this.fn.tapRead(off, origin);
+      this.fn.tapRead(off + 4, origin);
+    }
     const r = read64Split(this.fn.regs, off);
     this.audit(origin, off, 8, false, r[0], r[1]);
     return r;
