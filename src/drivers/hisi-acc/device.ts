@@ -148,6 +148,11 @@ export class HisiAccVfDevice implements MatchChecker {
   private regs: VfRegs | null = null;
   private busy = false;
   private deferredReset = false;
+  /**
+   * PAUSE_QM went to the function and nothing undid it yet. start_device skips a function
+   * without a started guest driver, so this is what tells it that it must still undo the pause.
+   */
+  private paused = false;
   private unsubscribePf: (() => void) | null = null;
   /** Extra reset work of the v1 region (its own state). */
   onResetExtra: (() => void) | null = null;
@@ -213,6 +218,7 @@ export class HisiAccVfDevice implements MatchChecker {
     this.vfQmState = QM_READY;
     this.matched = false;
     this.deferredReset = false;
+    this.paused = false;
     this.arcs.length = 0;
     const pfFn = dev.physfn?.fn;
     this.unsubscribePf = pfFn ? pfFn.onReset(() => this.onReset()) : null;
@@ -257,9 +263,10 @@ export class HisiAccVfDevice implements MatchChecker {
     try {
       stopDevice(t, regs);
     } catch (e) {
-      restartQueues(t, regs, this.qpNum);
+      this.restart(regs);
       throw e;
     }
+    this.paused = true;
     // What start_device will need to know: is there a started guest driver to resume?
     this.vfQmState = readVfState(regs);
   }
@@ -280,6 +287,7 @@ export class HisiAccVfDevice implements MatchChecker {
 
   restart(regs: VfRegs): void {
     restartQueues(this.vfQm, regs, this.qpNum);
+    this.paused = false;
   }
 
   /**
@@ -290,8 +298,14 @@ export class HisiAccVfDevice implements MatchChecker {
    */
   start(regs: VfRegs): void {
     this.vfQmState = readVfState(regs);
-    if (this.vfQmState !== QM_READY) return;
-    startDevice(this.vfQm, regs, this.qpNum);
+    if (this.vfQmState === QM_READY) {
+      startDevice(this.vfQm, regs, this.qpNum);
+      this.paused = false;
+      return;
+    }
+    // No guest state to resume, but a function left paused would never run a job for a guest
+    // driver loaded later: the restart doorbells undo PAUSE_QM (and find no contexts to run).
+    if (this.paused) this.restart(regs);
   }
 
   /** Resets the match flag for a new resume. */
@@ -371,6 +385,7 @@ export class HisiAccVfDevice implements MatchChecker {
 
   private applyReset(): void {
     this.deferredReset = false;
+    this.paused = false; // the reset un-paused the function
     this.vfQmState = QM_NOT_READY;
     this.migState = RUNNING;
     this.matched = false;

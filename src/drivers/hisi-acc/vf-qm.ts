@@ -12,7 +12,7 @@ import type { Scheduler } from '../../sim/scheduler.js';
 import { KernelError, fail } from '../../uapi/errno.js';
 import type { RegReader } from '../hisi-qm/poll.js';
 import type { HisiQmPf } from '../hisi-qm/qm-pf.js';
-import { QmVftType } from '../hisi-qm/regs.js';
+import { QmVftType } from '../common/qm-regs.js';
 import {
   ACC_DRV_MAJOR_VER, ACC_DRV_MINOR_VER, ACC_DEV_MAGIC_V2, ACC_VF_DATA_SIZE, QM_MATCH_SIZE,
   QM_NOT_READY, QM_READY, QM_XEQC_DWORDS, type AccVfData, emptyAccVfData, xeqcDma,

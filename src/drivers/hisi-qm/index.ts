@@ -6,4 +6,4 @@ export {
 export { HisiQmPf, DEFAULT_PF_Q_NUM, type HisiQmPfOptions, type VftSlice, type Word64 } from './qm-pf.js';
 export { PfIfc, type VfMessage } from './pf-ifc.js';
 export { planVfQueues, type VfQueueSlice } from './vf-queues.js';
-export { QmIfcCmd, QmMbCmd, QmVftType, QM_HW_V2, QM_HW_V3, QM_HW_V4 } from './regs.js';
+export { QmIfcCmd, QmMbCmd, QmVftType, QM_HW_V2, QM_HW_V3, QM_HW_V4 } from '../common/qm-regs.js';

@@ -18,7 +18,7 @@ import type { HostPciDriver } from '../../host/driver.js';
 import type { HostPciDevice } from '../../host/pci-device.js';
 import { Errno, KernelError, syscall } from '../../uapi/errno.js';
 import { HisiQmPf } from './qm-pf.js';
-import { QM_ABN_IRQ_TYPE_CAP, QM_HW_V3, QM_IRQ_NUM_CAP, QM_PF2VF_IRQ_TYPE_CAP } from './regs.js';
+import { QM_ABN_IRQ_TYPE_CAP, QM_HW_V3, QM_IRQ_NUM_CAP, QM_PF2VF_IRQ_TYPE_CAP } from '../common/qm-regs.js';
 
 export const HUAWEI_VENDOR_ID = 0x19e5;
 

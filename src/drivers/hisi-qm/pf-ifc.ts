@@ -21,7 +21,7 @@ import {
   QM_IFC_INT_CFG, QM_IFC_INT_MASK, QM_IFC_INT_SET_P, QM_IFC_INT_SOURCE_P, QM_IFC_INT_SOURCE_V,
   QM_IFC_READY_STATUS, QM_IFC_SEND_ALL_VFS, POLL_PERIOD_NS, QM_MAX_PF_WAIT_COUNT, QM_MB_PING_ALL_VFS,
   QM_QOS_MAX_VAL, QM_WAIT_DST_ACK_NS, QmIfcCmd, QmMbCmd,
-} from './regs.js';
+} from '../common/qm-regs.js';
 
 export interface VfMessage {
   vf: number;

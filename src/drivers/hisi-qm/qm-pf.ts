@@ -23,7 +23,7 @@ import {
   QM_SQC_VFT_NUM_SHIFT, QM_SQC_VFT_VALID, QM_SUB_VERSION_ID, QM_TOTAL_QP, QM_VFT_CFG,
   QM_VFT_CFG_DATA_H, QM_VFT_CFG_DATA_L, QM_VFT_CFG_OP_ENABLE, QM_VFT_CFG_OP_WR, QM_VFT_CFG_RDY,
   QM_VFT_CFG_TYPE, QmMbCmd, QmVftType,
-} from './regs.js';
+} from '../common/qm-regs.js';
 import { planVfQueues } from './vf-queues.js';
 
 /** Queues the PF keeps by default (the drivers' pf_q_num module parameters). */
