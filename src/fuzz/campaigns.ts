@@ -4,6 +4,8 @@ import { regionCampaign } from './region-campaign.js';
 import { guestCampaign } from './guest-campaign.js';
 import { migfsmCampaign } from './migfsm-campaign.js';
 import { resumeCampaign } from './resume-campaign.js';
+import { dmalogCampaign } from './dmalog-campaign.js';
+import { v1regionCampaign } from './v1region-campaign.js';
 import type { Campaign } from './runner.js';
 
 // Each campaign has its own world and op types; the runner only needs the shared shape.
@@ -13,4 +15,6 @@ export const CAMPAIGNS: readonly Campaign<unknown, unknown>[] = [
   guestCampaign as Campaign<unknown, unknown>,
   migfsmCampaign as Campaign<unknown, unknown>,
   resumeCampaign as Campaign<unknown, unknown>,
+  dmalogCampaign as Campaign<unknown, unknown>,
+  v1regionCampaign as Campaign<unknown, unknown>,
 ];
