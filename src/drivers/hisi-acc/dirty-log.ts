@@ -17,6 +17,8 @@ import type { VfioPciCoreDevice } from '../../vfio/pci-core/core-device.js';
 import type { DmaLoggingRange, VfioLogOps } from '../../vfio/pci-core/ops.js';
 
 const TRACKER_PAGE = 4096;
+/** Tracker pages harvested per step of a report (4 GiB of IOVA, 128 KiB of scratch). */
+const CHUNK_PAGES = 1 << 20;
 
 /** Sessions running on each domain; the last one to stop turns tracking off. */
 const sessions = new WeakMap<IommuDomain, number>();
@@ -28,7 +30,8 @@ interface Session {
 
 export class DirtyLogger {
   private session: Session | null = null;
-  private scratch = new Uint32Array(0);
+  /** Allocated on the first report that needs it (128 KiB), then reused. */
+  private scratch: Uint32Array | null = null;
 
   get active(): boolean {
     return this.session !== null;
@@ -77,32 +80,38 @@ export class DirtyLogger {
     const lo = Math.floor(iova / TRACKER_PAGE) * TRACKER_PAGE;
     const hi = Math.min(Math.ceil((iova + length) / TRACKER_PAGE) * TRACKER_PAGE, domain.aperture);
     if (hi <= lo) return;
-    const pages = (hi - lo) / TRACKER_PAGE;
     if (dst && dst.pageSize === TRACKER_PAGE && lo === iova) {
       domain.readAndClearDirty(lo, hi - lo, dst.out, 0);
       return;
     }
-    const words = Math.ceil(pages / 64) * 2;
-    if (this.scratch.length < words) this.scratch = new Uint32Array(words);
-    const w32 = this.scratch.subarray(0, words);
-    w32.fill(0);
-    domain.readAndClearDirty(lo, hi - lo, new Uint8Array(w32.buffer, w32.byteOffset, words * 4), 0);
-    if (!dst) return;
-    const { pageSize, out } = dst;
-    const end = iova + length;
-    for (let k = 0; k < words; k++) {
-      let w = w32[k]!;
-      while (w !== 0) {
-        const low = w & -w;
-        const bit = 31 - Math.clz32(low);
-        w ^= low;
-        const addr = lo + (k * 32 + bit) * TRACKER_PAGE;
-        const first = Math.max(addr, iova);
-        const last = Math.min(addr + TRACKER_PAGE, end) - 1;
-        if (last < first) continue;
-        const b1 = Math.floor((last - iova) / pageSize);
-        for (let b = Math.floor((first - iova) / pageSize); b <= b1; b++) out[b >>> 3] = out[b >>> 3]! | (1 << (b & 7));
-      }
+    // The range may span TiBs of IOVA: harvest it a bounded chunk at a time, so the scratch
+    // bitmap never exceeds CHUNK_PAGES bits whatever the report's page size.
+    const w32 = this.scratch ??= new Uint32Array(CHUNK_PAGES / 32);
+    const bytes = new Uint8Array(w32.buffer, w32.byteOffset, w32.byteLength);
+    for (let c = lo; c < hi; c += CHUNK_PAGES * TRACKER_PAGE) {
+      const len = Math.min(hi - c, CHUNK_PAGES * TRACKER_PAGE);
+      const words = Math.ceil(len / TRACKER_PAGE / 64) * 2;
+      w32.fill(0, 0, words);
+      domain.readAndClearDirty(c, len, bytes, 0);
+      if (dst) fold(w32, words, c, iova, iova + length, dst.pageSize, dst.out);
+    }
+  }
+}
+
+/** Sets the report bits of every dirty 4 KiB page in `w32` (bit i = page base + i*4 KiB). */
+function fold(w32: Uint32Array, words: number, base: number, iova: number, end: number, pageSize: number, out: Uint8Array): void {
+  for (let k = 0; k < words; k++) {
+    let w = w32[k]!;
+    while (w !== 0) {
+      const low = w & -w;
+      const bit = 31 - Math.clz32(low);
+      w ^= low;
+      const addr = base + (k * 32 + bit) * TRACKER_PAGE;
+      const first = Math.max(addr, iova);
+      const last = Math.min(addr + TRACKER_PAGE, end) - 1;
+      if (last < first) continue;
+      const b1 = Math.floor((last - iova) / pageSize);
+      for (let b = Math.floor((first - iova) / pageSize); b <= b1; b++) out[b >>> 3] = out[b >>> 3]! | (1 << (b & 7));
     }
   }
 }
