@@ -203,6 +203,108 @@ describe('migration stream round trip', () => {
   });
 });
 
+describe('RAM sections built in place (StreamWriter.ramFrom)', () => {
+  /** A page source over `pages` (pfn, bytes); keepZero decides per pfn. */
+  function pagesOf(pages: { pfn: number; bytes: Uint8Array }[], keep: (pfn: number) => boolean = () => true) {
+    let i = 0;
+    const asked: number[] = [];
+    return {
+      asked,
+      next(dst: Uint8Array): number {
+        const p = pages[i++];
+        if (!p) return -1;
+        dst.set(p.bytes);
+        return p.pfn;
+      },
+      keepZero(pfn: number): boolean {
+        asked.push(pfn);
+        return keep(pfn);
+      },
+    };
+  }
+
+  it('writes the same bytes as ram() for the same pages, split into sections of at most maxPages', async () => {
+    // header and END alone: what is not RAM sections
+    const empty = await writeAll(async (w) => {
+      await w.header(SOURCE, STREAM_F_PRECOPY);
+      await w.end();
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(pageArb, { maxLength: 12 }), fc.integer({ min: 1, max: 5 }), async (model, max) => {
+        const pages = model.map((p) => ({ pfn: p.pfn, bytes: pageBytes(p, 4096) }));
+        const viaRam = await writeAll(async (w) => {
+          await w.header(SOURCE, STREAM_F_PRECOPY);
+          for (let at = 0; at < pages.length; at += max) {
+            const part = pages.slice(at, at + max);
+            await w.ram(1, part.map((p) => p.pfn), concat(part.map((p) => p.bytes)));
+          }
+          await w.end();
+        });
+        const results: number[][] = [];
+        const inPlace = await writeAll(async (w) => {
+          await w.header(SOURCE, STREAM_F_PRECOPY);
+          const src = pagesOf(pages);
+          for (;;) {
+            const r = w.ramFrom(1, max, src);
+            await r.sent;
+            if (r.pages === 0) break;
+            results.push([r.pages, r.zeroPages, r.bytes]);
+          }
+          await w.end();
+        });
+        expect(Buffer.from(inPlace).equals(Buffer.from(viaRam))).toBe(true);
+        // what each call reports matches the pages it took
+        expect(results.reduce((n, r) => n + r[0]!, 0)).toBe(pages.length);
+        expect(results.reduce((n, r) => n + r[1]!, 0)).toBe(model.filter((p) => p.kind === 'zero').length);
+        expect(results.reduce((n, r) => n + r[2]!, 0)).toBe(inPlace.length - empty.length);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a zero page the reader does not need is left out; one it needs becomes a zero entry', async () => {
+    const pages = [
+      { pfn: 4, bytes: patternPage(4) },
+      { pfn: 5, bytes: new Uint8Array(4096) },
+      { pfn: 6, bytes: new Uint8Array(4096) },
+      { pfn: 7, bytes: patternPage(7) },
+    ];
+    const src = pagesOf(pages, (pfn) => pfn === 6);
+    let r: ReturnType<StreamWriter['ramFrom']> | null = null;
+    const bytes = await writeAll(async (w) => {
+      await w.header(SOURCE);
+      r = w.ramFrom(0, 8, src);
+      await r.sent;
+      await w.end();
+    });
+    expect(src.asked).toEqual([5, 6]);
+    expect([r!.pages, r!.zeroPages]).toEqual([3, 1]);
+    const res = parse(bytes);
+    expect(res.error).toBeUndefined();
+    const ram = res.events.filter((e) => e.type === 'ram');
+    expect(ram.length).toBe(1);
+    const got: [number, number[] | null][] = [];
+    forEachRamPage(ram[0] as Extract<StreamEvent, { type: 'ram' }>, (pfn, page) => got.push([pfn, page ? [page[0]!, page[4095]!] : null]));
+    expect(got).toEqual([[4, [patternPage(4)[0]!, patternPage(4)[4095]!]], [6, null], [7, [patternPage(7)[0]!, patternPage(7)[4095]!]]]);
+  });
+
+  it('writes nothing when the source has no page, and refuses what ram() refuses', async () => {
+    const bytes = await writeAll(async (w) => {
+      await w.header(SOURCE);
+      const r = w.ramFrom(0, 4, pagesOf([]));
+      await r.sent;
+      expect([r.pages, r.bytes]).toEqual([0, 0]);
+      await w.end();
+    });
+    expect(parse(bytes).summary!.sections).toBe(1);
+    const w = new StreamWriter(() => undefined);
+    await expect(w.ramFrom(0, 1, pagesOf([])).sent).rejects.toThrow(/before the header/);
+    await w.header(SOURCE);
+    await expect(w.ramFrom(1, 1, pagesOf([])).sent).rejects.toThrow(/PRECOPY/);
+    await expect(w.ramFrom(0, 1, pagesOf([{ pfn: 64, bytes: patternPage(1) }])).sent).rejects.toThrow(/outside guest RAM/);
+  });
+});
+
 describe('stream byte layout (format.ts, spec vfio-uapi-and-migration.md §6 markers)', () => {
   it('header: magic, be32 version 1, be32 flags, description, CRC-32', async () => {
     const bytes = await writeAll(async (w) => {

@@ -45,6 +45,24 @@ describe('in-process transport pair', () => {
     expect((await drain(b)).bytes).toEqual(new Uint8Array([1, 2, 3]));
   });
 
+  it('a chunk handed over (transfer) reaches the receiver as the same buffer, not a copy', async () => {
+    const [a, b] = createPipePair();
+    const kept = new Uint8Array([4, 5, 6]);
+    const copied = new Uint8Array([7, 8]);
+    const got: Uint8Array[] = [];
+    const reading = (async () => {
+      for await (const c of b) got.push(c);
+    })();
+    await a.send(kept, { transfer: true });
+    await a.send(copied);
+    await a.end();
+    await reading;
+    expect(got[0]).toBe(kept);
+    expect(got[1]).not.toBe(copied);
+    expect(got[1]).toEqual(copied);
+    expect(a.bytesSent).toBe(5);
+  });
+
   it('send after end is EPIPE', async () => {
     const [a] = createPipePair();
     void a.end();

@@ -10,7 +10,7 @@ import {
   VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_STOP_COPY,
 } from '../src/uapi/vfio.js';
 import { createDestination, createTestbed, type TestbedEndpoint } from '../src/vmm/testbed.js';
-import { CPU_STATE_FORMAT } from '../src/vmm/vm.js';
+import { CPU_STATE_FORMAT, CPU_STATE_VERSION } from '../src/vmm/vm.js';
 import { setState } from './vmm-vm-helpers.js';
 
 const MiB = 2 ** 20;
@@ -63,7 +63,33 @@ describe('saveCpuState', () => {
     expect(tickets).toEqual(ledgerTickets);
     const live = new Map<number, number>(st.guest.allocator.live);
     for (const q of qps) expect(live.has(q.sqBase)).toBe(true);
-    expect(st.workload.ledger.length).toBe(w.submitted);
+    // only the outstanding jobs travel as entries; the settled ones as a summary
+    expect(st.workload.ledger.map((r: unknown[]) => r[2]).sort((a: number, b: number) => a - b)).toEqual(ledgerTickets);
+    expect(st.workload.settled.jobs + st.workload.ledger.length).toBe(w.submitted);
+    expect(st.workload.settled.completedOnce).toBe(w.verify().completed);
+    expect(w.verify().completed).toBeGreaterThan(0);
+  });
+
+  it('does not grow with the jobs that finished: the CPU state size depends on outstanding jobs only', () => {
+    const { source } = testbed('zip');
+    const w = source.workload!;
+    const sizeAfter = (jobs: number) => {
+      source.vm.resumeVcpus();
+      for (let done = 0; done < jobs; ) {
+        done += w.pump(jobs - done);
+        w.drain();
+      }
+      w.pump(4);
+      source.vm.pauseVcpus();
+      const st = json(source.vm.saveCpuState());
+      expect(st.workload.ledger.length).toBe(4);
+      return { bytes: source.vm.saveCpuState().length, settled: st.workload.settled.jobs };
+    };
+    const a = sizeAfter(20);
+    const b = sizeAfter(200);
+    expect(b.settled - a.settled).toBe(204);
+    // a few digits more in counters and tickets, never a per-job entry (one is ~200 bytes)
+    expect(Math.abs(b.bytes - a.bytes)).toBeLessThan(200);
   });
 });
 
@@ -107,7 +133,9 @@ describe('loadCpuState', () => {
     const cases: Uint8Array[] = [
       Uint8Array.of(0xff, 0xfe, 0x00),
       saved.subarray(0, saved.length - 5),
-      edit((o) => (o.version = 2)),
+      edit((o) => (o.version = CPU_STATE_VERSION + 1)),
+      // version 1 carried every ledger entry; its shape is not this one
+      edit((o) => (o.version = 1)),
       edit((o) => (o.ramBytes = 32 * MiB)),
       edit((o) => (o.vcpus = 3)),
       // an in-flight tag also on the free stack
@@ -119,6 +147,18 @@ describe('loadCpuState', () => {
       edit((o) => (o.guest.driver.qps[0].cqHead = 1 << 20)),
       edit((o) => (o.guest.accel.engine = 'sec')),
       edit((o) => (o.workload.ledger[0] = [1, 2])),
+      // settled and outstanding jobs must add up to the jobs submitted
+      edit((o) => (o.workload.settled.jobs += 1)),
+      edit((o) => (o.workload.nextId += 1)),
+      // a wrong job the summary counts but cannot name
+      edit((o) => (o.workload.settled.wrong += 1)),
+      edit((o) => (o.workload.settled.digest = 'not hex')),
+      // a settled job carried as an outstanding entry (its completion would be counted twice)
+      edit((o) => {
+        o.workload.ledger[0][7] = 'completed';
+      }),
+      edit((o) => (o.workload.ledger[1][2] = o.workload.ledger[0][2])),
+      edit((o) => (o.workload.settled.ticketHi = o.workload.ledger[0][2] - 1)),
     ];
     for (const c of cases) {
       expect(code(() => dest.vm.loadCpuState(c))).toBe('EINVAL');

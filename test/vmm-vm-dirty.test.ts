@@ -4,33 +4,13 @@
  * the WITH_BITMAP backup, a soft-full ring exits and the run loop harvests + resets before
  * the vCPU continues, the backup bitmap is collected last, and device DMA is not a CPU write.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IOMMU_DIRTY_NO_CLEAR } from '../src/iommu/domain.js';
-import { KernelError } from '../src/uapi/errno.js';
-import { createSource, type TestbedEndpoint } from '../src/vmm/testbed.js';
 import type { Vm } from '../src/vmm/vm.js';
+import { errnoCode as code, smallSources } from './vmm-vm-helpers.js';
 
 const PAGE = 4096;
-const live: TestbedEndpoint[] = [];
-afterEach(() => {
-  for (const e of live.splice(0)) e.vm.shutdown();
-});
-
-function source(opts: Parameters<typeof createSource>[0] = {}): TestbedEndpoint {
-  const s = createSource({ engine: 'zip', hw: 'v3', workload: false, ramBytes: 16 * 2 ** 20, ...opts });
-  live.push(s);
-  return s;
-}
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const source = smallSources();
 
 /** Clears every ring, the reaped set and the backup bitmap. */
 function settle(vm: Vm): void {

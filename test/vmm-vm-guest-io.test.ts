@@ -4,37 +4,17 @@
  * (hisi-acc-vfio-pci.md section 2), the pread/pwrite slow path, and the DEV_CONFIG_STATE blob.
  */
 import { inflateRawSync } from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   PCI_MSI_ADDRESS_HI, PCI_MSI_ADDRESS_LO, PCI_MSI_DATA_64, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_MASK_64,
   PCI_MSI_PENDING_64,
 } from '../src/hw/pci/regs.js';
 import { HOST_MSI_ADDRESS } from '../src/vfio/pci-core/irqs.js';
-import { KernelError } from '../src/uapi/errno.js';
-import { createSource, type TestbedEndpoint } from '../src/vmm/testbed.js';
 import { DEVICE_CONFIG_MAGIC, DEVICE_CONFIG_SIZE, VfioGuestIo } from '../src/vmm/vfio-guest-io.js';
 import { Vm } from '../src/vmm/vm.js';
+import { errnoCode as code, smallSources } from './vmm-vm-helpers.js';
 
-const live: TestbedEndpoint[] = [];
-afterEach(() => {
-  for (const e of live.splice(0)) e.vm.shutdown();
-});
-
-function source(opts: Parameters<typeof createSource>[0] = {}): TestbedEndpoint {
-  const s = createSource({ engine: 'zip', hw: 'v3', workload: false, ramBytes: 16 * 2 ** 20, ...opts });
-  live.push(s);
-  return s;
-}
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const source = smallSources();
 
 const DATA = Buffer.from('guest io test '.repeat(200));
 
@@ -113,10 +93,8 @@ describe('BARs as the guest sees them', () => {
   });
 
   it('without mmap every BAR access takes the fd path and jobs still complete', () => {
-    const s = createSource({ engine: 'zip', hw: 'v3', workload: false, ramBytes: 16 * 2 ** 20 });
-    live.push(s);
+    const s = source();
     s.vm.shutdown();
-    live.pop();
     // a second VM on the same VF with x-no-mmap
     const vm = new Vm(s.host, { bdf: s.bdf, ramBytes: 16 * 2 ** 20, noMmap: true });
     try {
@@ -164,7 +142,6 @@ describe('DEV_CONFIG_STATE blob (saveDeviceConfig / loadDeviceConfig)', () => {
     const s = source();
     const blob = s.io.saveDeviceConfig();
     s.vm.shutdown();
-    live.pop();
     const vm = new Vm(s.host, { bdf: s.bdf, ramBytes: 16 * 2 ** 20, boot: false });
     try {
       expect(vm.device.core.irqs.msiEnabled).toBe(false);

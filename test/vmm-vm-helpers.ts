@@ -1,9 +1,11 @@
 /**
- * Test helpers for the VMM side: a minimal stop-and-copy migration done the way a VMM
- * drives hisi-acc-vfio-pci (vfio-uapi-and-migration.md section 6), used to check that the
- * VM's CPU state, device config blob and RAM are enough for the guest to continue. The real
+ * Test helpers for the VMM side: small source VMs cleaned up after each test, the errno of a
+ * throwing call, and a minimal stop-and-copy migration done the way a VMM drives
+ * hisi-acc-vfio-pci (vfio-uapi-and-migration.md section 6), used to check that the VM's CPU
+ * state, device config blob and RAM are enough for the guest to continue. The real
  * orchestrator lives in src/vmm/migration; this is deliberately the smallest correct flow.
  */
+import { afterEach } from 'vitest';
 import { readS32 } from '../src/uapi/codec.js';
 import { KernelError } from '../src/uapi/errno.js';
 import {
@@ -11,7 +13,35 @@ import {
   VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_STOP_COPY,
 } from '../src/uapi/vfio.js';
 import type { FdTable, VfioFile } from '../src/vfio/fd.js';
-import type { TestbedEndpoint } from '../src/vmm/testbed.js';
+import { createSource, type TestbedEndpoint, type TestbedOptions } from '../src/vmm/testbed.js';
+
+/**
+ * A factory of source VMs with the defaults the VM tests share (zip on v3, no workload,
+ * 16 MiB of RAM); each VM it made and that is still up is shut down after every test.
+ * Call it once at the top of a test file.
+ */
+export function smallSources(): (opts?: TestbedOptions) => TestbedEndpoint {
+  const live: TestbedEndpoint[] = [];
+  afterEach(() => {
+    for (const e of live.splice(0)) if (!e.vm.isShutdown) e.vm.shutdown();
+  });
+  return (opts = {}) => {
+    const s = createSource({ engine: 'zip', hw: 'v3', workload: false, ramBytes: 16 * 2 ** 20, ...opts });
+    live.push(s);
+    return s;
+  };
+}
+
+/** The errno name a call throws as KernelError, or 'no error'. */
+export function errnoCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof KernelError) return e.code;
+    throw e;
+  }
+  return 'no error';
+}
 
 /** MIG_DEVICE_STATE SET: the data fd (-1 when none). Throws on -errno. */
 export function setState(dev: VfioFile, state: number): number {

@@ -151,12 +151,20 @@ describe('exactly once across a stop-and-copy migration with jobs in flight', ()
     w.pump(4);
     src.vm.run(1_000);
     const ledgerBefore = w.entries();
+    const outstanding = ledgerBefore.filter((e) => e.state === 'submitted');
+    const verdictBefore = w.verify();
+    expect(outstanding.length).toBeGreaterThan(0);
     stopAndCopy(src, dst);
     const w2 = dst.vm.workload!;
     expect(w2).toBeInstanceOf(Workload);
     expect(w2).not.toBe(w);
+    // the outstanding jobs arrive as entries, the settled ones as the summary
     expect(w2.entries().map((e) => [e.id, e.inputHash, e.expectedHash])).toEqual(
-      ledgerBefore.map((e) => [e.id, e.inputHash, e.expectedHash]));
+      outstanding.map((e) => [e.id, e.inputHash, e.expectedHash]));
+    expect(w2.settledSummary()).toEqual(w.settledSummary());
+    const carried = w2.verify();
+    expect([carried.submitted, carried.completed, carried.inFlight]).toEqual(
+      [verdictBefore.submitted, verdictBefore.completed, verdictBefore.inFlight]);
     dst.vm.run(500_000);
     w2.drain();
     const v = w2.verify();
@@ -164,6 +172,37 @@ describe('exactly once across a stop-and-copy migration with jobs in flight', ()
     expect(v.submitted).toBeGreaterThan(ledgerBefore.length);
     // the source's object never saw the completions that happened on the destination
     expect(w.inFlight).toBeGreaterThan(0);
+  });
+
+  it('a settled job that completes again after a migration is still a duplicate, judged as its entry would be', () => {
+    const src = createSource({ engine: 'zip', hw: 'v3', ramBytes: 16 * 2 ** 20 }, new Scheduler());
+    const dst = createDestination({ engine: 'zip', hw: 'v3', ramBytes: 16 * 2 ** 20 }, new Scheduler());
+    live.push(src, dst);
+    const w = src.workload!;
+    const settledTicket = w.entries().find((e) => e.state === 'completed' && !e.wrong)!.ticket;
+    w.pump(2);
+    src.vm.run(1_000);
+    stopAndCopy(src, dst);
+    const w2 = dst.vm.workload!;
+    dst.vm.run(500_000);
+    w2.drain();
+    const clean = w2.verify();
+    expect(clean.ok).toBe(true);
+    // the destination's Accel delivers a completion for a job that settled on the source
+    const deliver = (ticket: number) => {
+      const cbs = (dst.vm.accel as unknown as { callbacks: ((t: number, r: { ok: true; output: Uint8Array }) => void)[] }).callbacks;
+      for (const cb of cbs) cb(ticket, { ok: true, output: new Uint8Array(0) });
+    };
+    deliver(settledTicket);
+    const v = w2.verify();
+    expect([v.duplicated, v.completed, v.submitted, v.ok]).toEqual([1, clean.completed - 1, clean.submitted, false]);
+    expect(v.interrupts.completions).toBe(clean.interrupts.completions + 1);
+    // a third completion of the same job: still one duplicated job
+    deliver(settledTicket);
+    expect(w2.verify().duplicated).toBe(1);
+    // a ticket this workload was never given
+    deliver(w2.settledSummary().ticketHi + 1000);
+    expect(w2.stats.unknownCompletions).toBe(1);
   });
 
   it('detects loss: a destination device left in STOP never completes the in-flight jobs', () => {

@@ -61,7 +61,7 @@ export const VIRT_RAM_BASE = 0x4000_0000;
 /** RAM the guest allocator leaves alone at the bottom (firmware area). */
 export const GUEST_RAM_RESERVED = 0x10_0000;
 export const CPU_STATE_FORMAT = 'hisi-acc-sim/cpu-state';
-export const CPU_STATE_VERSION = 1;
+export const CPU_STATE_VERSION = 2;
 
 export interface VmOptions {
   /** The VF to assign (its BDF); it must be bound to a vfio driver. */

@@ -16,7 +16,13 @@
  * per simulated ms through vCPU `dirtyVcpu`.
  *
  * Migration: the ledger and the workload's counters are part of the VM's CPU state
- * (saveState/restoreState, JSON-safe). The guest driver's and the Accel's own state travel
+ * (saveState/restoreState, JSON-safe). Only outstanding jobs travel as entries; a job leaves
+ * the carried ledger when it settles (first completion or failure) and is folded into the
+ * settled summary: counts by outcome, the tickets of the few that went wrong, and a digest of
+ * every settlement. So the state stays the same size however long the guest has run, and the
+ * verdict is as strict as with every entry: a later completion of a settled job is still
+ * seen (by its ticket) as a duplicate. Settled entries stay readable through entries() in the
+ * process that saw them settle (the newest HISTORY_LIMIT). The guest driver's and the Accel's own state travel
  * beside it (Vm.saveCpuState). On the destination, Vm.loadCpuState rebuilds the driver and
  * Accel and calls restoreState on the workload object attached to the VM (in one process:
  * the same object, which so continues on the destination VF) or builds a new Workload
@@ -116,6 +122,32 @@ export interface WorkloadStats {
   busy: number;
 }
 
+/**
+ * What is left of the jobs that settled (completed or failed at least once). Outcome counts
+ * are by job; `bad` and `dup` name the tickets that need remembering so that a later
+ * completion of a settled job is judged exactly as if its entry were still there.
+ */
+export interface SettledSummary {
+  jobs: number;
+  /** First completion with the right output and no second one. */
+  completedOnce: number;
+  wrong: number;
+  failed: number;
+  /** Jobs completed more than once. */
+  duplicated: number;
+  /** Completions of settled jobs in state 'completed' (interrupt accounting). */
+  completions: number;
+  /** Lowest and highest ticket this workload was given (0, 0 before the first). */
+  ticketLo: number;
+  ticketHi: number;
+  /** Tickets of settled jobs that failed ('f') or came back wrong ('w'). */
+  bad: [number, 'f' | 'w'][];
+  /** Tickets of settled jobs already completed twice. */
+  dup: number[];
+  /** Order-sensitive digest of every settlement (ticket, id, outcome), hex. */
+  digest: string;
+}
+
 /** The workload's part of the CPU state. */
 export interface WorkloadState {
   kind: 'hisi-acc-sim/workload';
@@ -123,8 +155,9 @@ export interface WorkloadState {
   engine: EngineKind;
   started: boolean;
   nextId: number;
-  /** Ledger entries as arrays (see entryToRow). */
+  /** Outstanding ledger entries as arrays (see entryToRow), in submission order. */
   ledger: unknown[][];
+  settled: SettledSummary;
   region: number;
   cursor: number;
   generation: number;
@@ -159,6 +192,25 @@ function resolve(o: WorkloadOptions, engine: EngineKind, vcpus: number): Resolve
 }
 
 const CREDIT_EPSILON = 1e-9;
+
+/** Settled entries kept for entries() in the process that saw them settle. */
+export const HISTORY_LIMIT = 4096;
+
+function emptySettled(): SettledSummary {
+  return { jobs: 0, completedOnce: 0, wrong: 0, failed: 0, duplicated: 0, completions: 0, ticketLo: 0, ticketHi: 0, bad: [], dup: [], digest: '0000000000000000' };
+}
+
+/** Two 32-bit FNV-1a style lanes over (previous digest, ticket, id, outcome). */
+function digestStep(prev: string, ticket: number, id: number, outcome: number): string {
+  let a = parseInt(prev.slice(0, 8), 16) >>> 0;
+  let b = parseInt(prev.slice(8, 16), 16) >>> 0;
+  for (const v of [ticket >>> 0, Math.floor(ticket / 2 ** 32), id >>> 0, Math.floor(id / 2 ** 32), outcome]) {
+    a = Math.imul((a ^ v) >>> 0, 0x01000193) >>> 0;
+    b = Math.imul((b ^ Math.imul(v, 0x9e3779b1)) >>> 0, 0x85ebca6b) >>> 0;
+    b = (b ^ (b >>> 13)) >>> 0;
+  }
+  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
+}
 
 function hash16(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex').slice(0, 32);
@@ -215,6 +267,26 @@ function rowToEntry(r: unknown[]): LedgerEntry {
   return e;
 }
 
+/** Validates a saved settled summary (EINVAL otherwise). */
+function checkSettled(v: unknown): SettledSummary {
+  const s = v as SettledSummary;
+  const bad = (): never => fail('EINVAL', 'saved workload: bad settled summary');
+  if (s === null || typeof s !== 'object') bad();
+  for (const k of ['jobs', 'completedOnce', 'wrong', 'failed', 'duplicated', 'completions', 'ticketLo', 'ticketHi'] as const) {
+    if (!Number.isSafeInteger(s[k]) || s[k] < 0) bad();
+  }
+  if (s.ticketLo > s.ticketHi || typeof s.digest !== 'string' || !/^[0-9a-f]{16}$/.test(s.digest)) bad();
+  if (!Array.isArray(s.bad) || !Array.isArray(s.dup)) bad();
+  const inRange = (t: unknown) => Number.isSafeInteger(t) && (t as number) >= s.ticketLo && (t as number) <= s.ticketHi;
+  for (const b of s.bad) if (!Array.isArray(b) || b.length !== 2 || !inRange(b[0]) || (b[1] !== 'f' && b[1] !== 'w')) bad();
+  for (const t of s.dup) if (!inRange(t)) bad();
+  const wrongs = s.bad.filter((b) => b[1] === 'w').length;
+  if (wrongs !== s.wrong || s.bad.length - wrongs !== s.failed || new Set(s.bad.map((b) => b[0])).size !== s.bad.length) bad();
+  if (s.dup.length !== s.duplicated || new Set(s.dup).size !== s.dup.length) bad();
+  if (s.completedOnce + s.wrong + s.failed > s.jobs || s.duplicated > s.jobs) bad();
+  return s;
+}
+
 export class Workload {
   vm: Vm;
   readonly engine: EngineKind;
@@ -223,9 +295,14 @@ export class Workload {
   private accel: Accel;
   private started = false;
   private nextId = 1;
-  private readonly ledger: LedgerEntry[] = [];
+  /** Outstanding jobs by ticket, in submission order. */
   private byTicket = new Map<number, LedgerEntry>();
-  private inflight = 0;
+  private settled: SettledSummary = emptySettled();
+  private bad = new Map<number, 'f' | 'w'>();
+  private dup = new Set<number>();
+  /** Settled entries seen here, newest last (not part of the CPU state). */
+  private history: LedgerEntry[] = [];
+  private historyByTicket = new Map<number, LedgerEntry>();
   private region = 0;
   private cursor = 0;
   private generation = 0;
@@ -292,16 +369,24 @@ export class Workload {
 
   /** Jobs submitted and not yet completed or failed. */
   get inFlight(): number {
-    return this.inflight;
+    return this.byTicket.size;
   }
 
   get submitted(): number {
-    return this.ledger.length;
+    return this.settled.jobs + this.byTicket.size;
   }
 
-  /** A copy of the ledger. */
+  /**
+   * Copies of the ledger entries known here, by id: the settled jobs this process saw settle
+   * (the newest HISTORY_LIMIT of them) and every outstanding job. verify() needs none of it.
+   */
   entries(): LedgerEntry[] {
-    return this.ledger.map((e) => ({ ...e }));
+    return [...this.history, ...this.byTicket.values()].map((e) => ({ ...e })).sort((a, b) => a.id - b.id);
+  }
+
+  /** The settled summary (a copy). */
+  settledSummary(): SettledSummary {
+    return { ...this.settled, bad: [...this.bad], dup: [...this.dup] };
   }
 
   /** Base GPA of the application's RAM region. */
@@ -313,7 +398,7 @@ export class Workload {
   pump(n: number): number {
     if (!this.started) fail('EINVAL', 'workload not started');
     let k = 0;
-    while (k < n && this.inflight < this.options.inFlight) {
+    while (k < n && this.byTicket.size < this.options.inFlight) {
       if (!this.submitOne()) break;
       k++;
     }
@@ -322,8 +407,8 @@ export class Workload {
 
   /** Runs the simulation until every job of the workload has finished (ETIMEDOUT otherwise). */
   drain(timeoutNs = 10_000_000_000): void {
-    if (!this.vm.driver!.waitFor(() => this.inflight === 0, timeoutNs)) {
-      fail('ETIMEDOUT', `${this.inflight} workload jobs did not complete`);
+    if (!this.vm.driver!.waitFor(() => this.byTicket.size === 0, timeoutNs)) {
+      fail('ETIMEDOUT', `${this.byTicket.size} workload jobs did not complete`);
     }
   }
 
@@ -336,7 +421,7 @@ export class Workload {
     const o = this.options;
     // credits are fractional; the epsilon keeps 100 steps of 0.01 from summing to 0.99999
     this.jobCredit = Math.min(o.inFlight, this.jobCredit + (dt * o.jobsPerMs) / 1e6);
-    while (this.jobCredit + CREDIT_EPSILON >= 1 && this.inflight < o.inFlight) {
+    while (this.jobCredit + CREDIT_EPSILON >= 1 && this.byTicket.size < o.inFlight) {
       if (!this.submitOne()) break;
       this.jobCredit = Math.max(0, this.jobCredit - 1);
     }
@@ -387,9 +472,10 @@ export class Workload {
       ticket, inputHash: hash16(input), expectedHash: hash16(expected), expectedLength: expected.length, check,
       state: 'submitted', completions: 0, wrong: false, error: null, submittedNs: this.vm.scheduler.now, completedNs: null,
     };
-    this.ledger.push(entry);
     this.byTicket.set(ticket, entry);
-    this.inflight++;
+    const st = this.settled;
+    if (st.ticketLo === 0 || ticket < st.ticketLo) st.ticketLo = ticket;
+    if (ticket > st.ticketHi) st.ticketHi = ticket;
     return true;
   }
 
@@ -443,47 +529,87 @@ export class Workload {
     }
     const e = this.byTicket.get(ticket);
     if (e === undefined) {
-      this.stats.unknownCompletions++;
+      this.againOrUnknown(ticket);
       return;
     }
-    e.completions++;
-    if (e.completions > 1) return;
+    e.completions = 1;
     e.completedNs = this.vm.scheduler.now;
-    this.inflight--;
     if (!r.ok) {
       e.state = 'failed';
       e.error = r.error.code;
-      return;
+    } else {
+      e.state = 'completed';
+      let got: Uint8Array | null = r.output;
+      if (e.check === 'inflate') {
+        try {
+          got = inflateRawSync(r.output);
+        } catch {
+          got = null;
+        }
+      }
+      e.wrong = got === null || got.length !== e.expectedLength || hash16(got) !== e.expectedHash;
     }
-    e.state = 'completed';
-    let got: Uint8Array = r.output;
-    if (e.check === 'inflate') {
-      try {
-        got = inflateRawSync(r.output);
-      } catch {
-        e.wrong = true;
-        return;
+    this.settle(e);
+  }
+
+  /** Moves a job that just completed or failed from the outstanding set into the summary. */
+  private settle(e: LedgerEntry): void {
+    this.byTicket.delete(e.ticket);
+    const st = this.settled;
+    st.jobs++;
+    let outcome = 0;
+    if (e.state === 'failed') {
+      st.failed++;
+      this.bad.set(e.ticket, 'f');
+      outcome = 2;
+    } else {
+      st.completions++;
+      if (e.wrong) {
+        st.wrong++;
+        this.bad.set(e.ticket, 'w');
+        outcome = 1;
+      } else {
+        st.completedOnce++;
       }
     }
-    e.wrong = got.length !== e.expectedLength || hash16(got) !== e.expectedHash;
+    st.digest = digestStep(st.digest, e.ticket, e.id, outcome);
+    this.history.push(e);
+    this.historyByTicket.set(e.ticket, e);
+    if (this.history.length > HISTORY_LIMIT * 2) {
+      for (const old of this.history.splice(0, this.history.length - HISTORY_LIMIT)) this.historyByTicket.delete(old.ticket);
+    }
+  }
+
+  /**
+   * A completion for a ticket with no outstanding job: a settled job of ours completing
+   * again (judged as its ledger entry would have been), or a ticket this workload never had.
+   */
+  private againOrUnknown(ticket: number): void {
+    const st = this.settled;
+    if (st.ticketLo === 0 || ticket < st.ticketLo || ticket > st.ticketHi) {
+      this.stats.unknownCompletions++;
+      return;
+    }
+    const h = this.historyByTicket.get(ticket);
+    if (h) h.completions++;
+    const bad = this.bad.get(ticket);
+    if (bad !== 'f') st.completions++;
+    if (this.dup.has(ticket)) return;
+    this.dup.add(ticket);
+    st.duplicated++;
+    if (bad === undefined) st.completedOnce--;
   }
 
   /** The ledger's verdict (call after drain() for a final answer). */
   verify(): WorkloadVerdict {
-    let completed = 0;
-    let lost = 0;
-    let duplicated = 0;
-    let wrong = 0;
-    let failed = 0;
-    let deviceCompletions = 0;
-    for (const e of this.ledger) {
-      if (e.completions > 1) duplicated++;
-      if (e.state === 'failed') failed++;
-      if (e.state === 'completed') deviceCompletions += e.completions;
-      if (e.wrong) wrong++;
-      else if (e.state === 'completed' && e.completions === 1) completed++;
-      if (e.state !== 'completed') lost++;
-    }
+    // outstanding jobs have not completed; everything else is in the settled summary
+    const st = this.settled;
+    const completed = st.completedOnce;
+    const duplicated = st.duplicated;
+    const wrong = st.wrong;
+    const failed = st.failed;
+    const deviceCompletions = st.completions;
+    const lost = failed + this.byTicket.size;
     const s = this.vm.driver?.stats;
     const received = s ? s.interrupts - this.irqBase.received : 0;
     const irqCqes = s ? s.irqCqes - this.irqBase.irqCqes : 0;
@@ -492,7 +618,7 @@ export class Workload {
       consistent: irqCqes === deviceCompletions && (deviceCompletions === 0 || received > 0),
     };
     return {
-      submitted: this.ledger.length, completed, lost, duplicated, wrong, inFlight: this.inflight, failed, interrupts,
+      submitted: this.submitted, completed, lost, duplicated, wrong, inFlight: this.byTicket.size, failed, interrupts,
       ok: lost === 0 && duplicated === 0 && wrong === 0 && interrupts.consistent
         && this.stats.staleCompletions === 0 && this.stats.unknownCompletions === 0,
     };
@@ -507,7 +633,8 @@ export class Workload {
       engine: this.engine,
       started: this.started,
       nextId: this.nextId,
-      ledger: this.ledger.map(entryToRow),
+      ledger: [...this.byTicket.values()].map(entryToRow),
+      settled: this.settledSummary(),
       region: this.region,
       cursor: this.cursor,
       generation: this.generation,
@@ -528,6 +655,7 @@ export class Workload {
     if (st.engine !== this.engine) fail('EINVAL', `saved workload ran ${String(st.engine)} jobs`);
     if (!Array.isArray(st.ledger)) fail('EINVAL', 'saved workload has no ledger');
     const ledger = st.ledger.map(rowToEntry);
+    const settled = checkSettled(st.settled);
     const key = st.rsaKey ? rsaKeyFromJson(st.rsaKey) : null;
     const options = Object.freeze(resolve(st.options ?? {}, this.engine, vm.vcpus.length));
     const num = (v: unknown, lo: number, hi: number, what: string, int = true): void => {
@@ -552,13 +680,23 @@ export class Workload {
         || (e.check !== 'equal' && e.check !== 'inflate') || typeof e.op !== 'string') {
         fail('EINVAL', `saved workload: bad ledger entry ${e.id}`);
       }
+      // only outstanding jobs are carried; a settled one belongs in the summary
+      if (e.state !== 'submitted' || e.completions !== 0) fail('EINVAL', `saved workload: ledger entry ${e.id} is not outstanding`);
+      if (e.ticket < settled.ticketLo || e.ticket > settled.ticketHi) fail('EINVAL', `saved workload: ledger entry ${e.id} has a ticket outside the summary's range`);
+    }
+    if (new Set(ledger.map((e) => e.ticket)).size !== ledger.length) fail('EINVAL', 'saved workload: two outstanding jobs share a ticket');
+    if (settled.jobs + ledger.length !== st.nextId - 1) fail('EINVAL', 'saved workload: settled and outstanding jobs do not add up to the jobs submitted');
+    // this object's own history of settled jobs stays readable when the state continues it
+    if (settled.digest !== this.settled.digest || settled.jobs !== this.settled.jobs) {
+      this.history = [];
+      this.historyByTicket = new Map();
     }
     this.options = options;
     this.bind(vm);
-    this.ledger.length = 0;
-    this.ledger.push(...ledger);
     this.byTicket = new Map(ledger.map((e) => [e.ticket, e]));
-    this.inflight = ledger.filter((e) => e.state === 'submitted').length;
+    this.settled = { ...settled, bad: [], dup: [] };
+    this.bad = new Map(settled.bad);
+    this.dup = new Set(settled.dup);
     this.started = st.started === true;
     this.nextId = st.nextId;
     this.region = st.region;

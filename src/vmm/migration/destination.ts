@@ -23,7 +23,7 @@
 import { performance } from 'node:perf_hooks';
 import { PAGE_SIZE } from '../../mem/sparse-memory.js';
 import { Errno } from '../../uapi/errno.js';
-import { type StreamEvent, type StreamHeader, forEachRamPage } from '../stream/format.js';
+import type { RamSectionEvent, StreamEvent, StreamHeader } from '../stream/format.js';
 import { StreamReader } from '../stream/reader.js';
 import type { Transport } from '../transport/types.js';
 import { type DeviceLoader, type DeviceProtocol, openLoader } from './device-channel.js';
@@ -33,7 +33,7 @@ import type { DestinationReport, PhaseRecord } from './report-types.js';
 import { encodeMessage } from './return-path.js';
 import { CPU_STATE_SECTION, type MigrationEndpoint, type PassthroughDevice } from './types.js';
 import { checkVfState } from './vf-state-check.js';
-import { engineOfDevice } from './source.js';
+import { cpuUs, engineOfDevice } from './source.js';
 
 export interface DestinationOptions {
   /** Check every VF's state after load through the vendor driver's debug view (default true). */
@@ -137,16 +137,9 @@ class DestinationMigration {
       case 'header':
         this.onHeader(ev.header);
         return;
-      case 'ram': {
-        const ram = this.ep.vm.ram;
-        forEachRamPage(ev, (pfn, page) => {
-          if (page) ram.write(pfn * PAGE_SIZE, page);
-          else ram.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
-        });
-        this.report.ramPages += ev.pfns.length;
-        for (let i = 0; i < ev.zero.length; i++) this.report.zeroPages += ev.zero[i]!;
+      case 'ram':
+        this.applyRam(ev);
         return;
-      }
       case 'device-begin':
         this.onDeviceBegin(ev.name, ev.version);
         return;
@@ -180,6 +173,44 @@ class DestinationMigration {
         this.current = null;
         return;
     }
+  }
+
+  /**
+   * Writes a RAM section into guest RAM. Pages with data that follow each other in guest RAM
+   * (their data is consecutive in the section too) go in as one write.
+   */
+  private applyRam(ev: RamSectionEvent): void {
+    const ram = this.ep.vm.ram;
+    const { pfns, zero, data } = ev;
+    const ps = ev.pageSize;
+    let runPfn = -1;
+    let runAt = 0;
+    let runLen = 0;
+    let at = 0;
+    let zeros = 0;
+    const flush = () => {
+      if (runLen > 0) ram.write(runPfn * ps, data.subarray(runAt, runAt + runLen * ps));
+      runLen = 0;
+    };
+    for (let i = 0; i < pfns.length; i++) {
+      const pfn = pfns[i]!;
+      if (zero[i]) {
+        flush();
+        ram.fill(pfn * ps, ps, 0);
+        zeros++;
+        continue;
+      }
+      if (runLen === 0 || pfn !== runPfn + runLen) {
+        flush();
+        runPfn = pfn;
+        runAt = at;
+      }
+      runLen++;
+      at += ps;
+    }
+    flush();
+    this.report.ramPages += pfns.length;
+    this.report.zeroPages += zeros;
   }
 
   private onHeader(h: StreamHeader): void {
@@ -239,13 +270,22 @@ class DestinationMigration {
     const r = this.report;
     const t0 = ep.scheduler.now;
     const w0 = performance.now();
+    const c0 = cpuUs();
+    let deviceMs = 0;
+    const device = (fn: () => void) => {
+      const w = performance.now();
+      fn();
+      deviceMs += performance.now() - w;
+    };
     const unused = this.slots.filter((s) => !s.loader);
     if (unused.length) {
       throw new MigrationError('destination', `no device state arrived for ${unused.map((s) => s.dev.name).join(', ')}`, { errno: Errno.ENODATA });
     }
     if (this.cpuParts.length === 0) throw new MigrationError('destination', 'the stream carries no CPU state', { errno: Errno.ENODATA });
     this.step = 'load';
-    for (const s of this.slots) s.loader!.load();
+    device(() => {
+      for (const s of this.slots) s.loader!.load();
+    });
     for (const s of this.slots) {
       if (!s.config) continue;
       if (!s.dev.io) throw new MigrationError('load', `${s.dev.name}: config state arrived but this VMM cannot restore it`, { errno: Errno.EOPNOTSUPP });
@@ -259,6 +299,7 @@ class DestinationMigration {
     // switchover figures. The devices are loaded and stopped, the guest has not run.
     const vNs = ep.scheduler.now;
     const vWall = performance.now();
+    const vCpu = cpuUs();
     const checks = new Map<string, DestinationReport['devices'][number]['check']>();
     const check = (v1: boolean) => {
       if (!(this.opts.verifyDevices ?? true)) return;
@@ -274,14 +315,19 @@ class DestinationMigration {
     if (this.opts.hashRam ?? true) r.ramHash = ep.vm.ram.hash(0, ep.vm.ramBytes);
     const verifyNs = ep.scheduler.now - vNs;
     const verifyWall = performance.now() - vWall;
+    const verifyCpu = cpuUs() - vCpu;
     this.step = 'switchover';
     const sNs = ep.scheduler.now;
     const sWall = performance.now();
-    for (const s of this.slots) s.loader!.start();
+    device(() => {
+      for (const s of this.slots) s.loader!.start();
+    });
     // the downtime ends here: what resumeVcpus runs (held interrupts, guest tasks) is guest time
     this.phase('switchover', sNs, sWall);
     r.switchoverNs = ep.scheduler.now - t0 - verifyNs;
     r.switchoverWallUs = (performance.now() - w0 - verifyWall) * 1000;
+    r.switchoverDeviceWallUs = deviceMs * 1000;
+    r.switchoverCpuUs = cpuUs() - c0 - verifyCpu;
     // v1 loads as it starts: only now has the driver taken the data (the guest is still stopped)
     check(true);
     ep.vm.resumeVcpus();

@@ -46,7 +46,7 @@ export function sourceLines(r: SourceReport): string[] {
   if (r.ok && r.downtime) {
     const d = r.downtime;
     L.push(`  downtime   ${fmtNs(d.totalNs)} (source ${fmtNs(d.sourceNs)} + link ${fmtNs(d.transferNs)} + destination ${fmtNs(d.destinationNs)}); wall: source ${fmtUs(d.sourceWallUs)}, destination ${fmtUs(d.destinationWallUs)}`);
-    L.push(`  total      ${fmtNs(r.totalNs)} simulated (${fmtUs(r.totalWallUs)} wall); RAM sent ${r.ramPagesSent} pages, ${fmtBytes(r.ramBytesSent)}; device ${r.deviceBytes} B; stream ${fmtBytes(r.streamBytes)}`);
+    L.push(`  total      ${fmtNs(r.totalNs)} simulated (${fmtUs(r.totalWallUs)} wall, ${fmtUs(r.guestWallUs ?? 0)} of it simulating the running guest); RAM sent ${r.ramPagesSent} pages, ${fmtBytes(r.ramBytesSent)}; device ${r.deviceBytes} B; stream ${fmtBytes(r.streamBytes)}`);
   }
   if (!r.ok && r.failure) {
     L.push(`  FAILED     ${describeFailure(r.failure)}`);
@@ -105,9 +105,16 @@ export function demoJson(r: DemoResult): Record<string, unknown> {
     verified: r.verification.ok,
     migrated: s.ok,
     downtime_us: s.downtime && s.ok ? s.downtime.totalNs / 1000 : null,
-    downtime_wall_us: s.downtime && s.ok ? { source: s.downtime.sourceWallUs, destination: s.downtime.destinationWallUs } : null,
+    downtime_wall_us: s.downtime && s.ok
+      ? {
+        source: s.downtime.sourceWallUs,
+        destination: s.downtime.destinationWallUs,
+        device_ioctls: (s.downtime.sourceDeviceWallUs ?? 0) + (s.downtime.destinationDeviceWallUs ?? 0),
+      }
+      : null,
     total_ms: s.totalNs / 1e6,
     total_wall_ms: s.totalWallUs / 1000,
+    guest_sim_wall_ms: (s.guestWallUs ?? 0) / 1000,
     precopy_iterations: s.iterations.length,
     converged: s.converged,
     ram_bytes: s.ramBytesSent,

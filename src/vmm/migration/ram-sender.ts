@@ -1,19 +1,17 @@
 /**
  * Sends the pending pages of guest RAM as RAM sections of the stream, `pagesPerSection` at
- * a time, reading and clearing the pending bitmap a word at a time.
+ * a time, reading and clearing the pending bitmap a word at a time. Pages are copied from
+ * guest RAM straight into the section being built (StreamWriter.ramFrom): one copy per page
+ * on the way out.
  *
  * The destination's RAM starts all zero, so a page that is zero here and was never sent
  * non-zero needs no entry at all (`destMayHold` tracks which pages the destination may hold
  * non-zero data for). That is what keeps the bulk pass over a large, mostly untouched guest
  * cheap, and keeps type1 passes (every page "dirty") from shipping zero pages.
  */
-import { Buffer } from 'node:buffer';
 import { Bitmap } from '../../mem/bitmap.js';
-import { PAGE_SIZE } from '../../mem/sparse-memory.js';
 import type { SparseMemory } from '../../mem/sparse-memory.js';
-import type { StreamWriter } from '../stream/writer.js';
-
-const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+import type { RamPageSource, StreamWriter } from '../stream/writer.js';
 
 export interface SendStats {
   pages: number;
@@ -21,10 +19,14 @@ export interface SendStats {
   bytes: number;
 }
 
-export class RamSender {
-  private readonly buf: Uint8Array;
-  private readonly pfns: Float64Array;
+export class RamSender implements RamPageSource {
   private readonly destMayHold: Bitmap;
+  /** Bitmap scan position of the pass in progress. */
+  private words: Uint32Array = new Uint32Array(0);
+  private k = 0;
+  private w = 0;
+  /** Whether the destination could hold data for the page next() returned last. */
+  private held = false;
   /** Pages and bytes over the whole migration. */
   totalPages = 0;
   totalBytes = 0;
@@ -35,9 +37,39 @@ export class RamSender {
     private readonly writer: StreamWriter,
     private readonly pagesPerSection: number,
   ) {
-    this.buf = new Uint8Array(pagesPerSection * PAGE_SIZE);
-    this.pfns = new Float64Array(pagesPerSection);
     this.destMayHold = new Bitmap(pages);
+  }
+
+  /** RamPageSource: the next pending page, copied into dst; its bit is cleared. */
+  next(dst: Uint8Array): number {
+    const words = this.words;
+    for (;;) {
+      while (this.w === 0) {
+        if (this.k >= words.length) return -1;
+        this.w = words[this.k]!;
+        words[this.k] = 0;
+        this.k++;
+      }
+      const low = this.w & -this.w;
+      this.w ^= low;
+      const pfn = (this.k - 1) * 32 + 31 - Math.clz32(low);
+      if (pfn >= this.pages) continue;
+      this.ram.copyPage(pfn, dst);
+      // it goes out with data unless it reads as zero (keepZero then decides)
+      const dest = this.destMayHold.words;
+      const bit = 1 << (pfn & 31);
+      this.held = (dest[pfn >>> 5]! & bit) !== 0;
+      dest[pfn >>> 5] = dest[pfn >>> 5]! | bit;
+      return pfn;
+    }
+  }
+
+  /** RamPageSource: a zero page goes out only if the destination may hold data there. */
+  keepZero(pfn: number): boolean {
+    const dest = this.destMayHold.words;
+    dest[pfn >>> 5] = dest[pfn >>> 5]! & ~(1 << (pfn & 31));
+    // a zero page where the destination has zeros already needs no entry
+    return this.held;
   }
 
   /**
@@ -45,46 +77,27 @@ export class RamSender {
    * `afterSection(bytes)` runs (pre-copy lets the guest run for the section's link time).
    */
   async send(pending: Bitmap, iteration: number, afterSection?: (bytes: number) => void): Promise<SendStats> {
-    const words = pending.words;
-    const dest = this.destMayHold.words;
     const stats: SendStats = { pages: 0, zeroPages: 0, bytes: 0 };
-    let n = 0;
-    const flush = async () => {
-      if (n === 0) return;
-      const before = this.writer.bytesWritten;
-      const p = this.writer.ram(iteration, this.pfns.subarray(0, n), this.buf.subarray(0, n * PAGE_SIZE));
-      const bytes = this.writer.bytesWritten - before;
-      stats.bytes += bytes;
-      stats.pages += n;
-      n = 0;
-      await p;
-      afterSection?.(bytes);
-    };
-    for (let k = 0; k < words.length; k++) {
-      let w = words[k]!;
-      if (w === 0) continue;
-      words[k] = 0;
-      while (w !== 0) {
-        const low = w & -w;
-        w ^= low;
-        const pfn = k * 32 + 31 - Math.clz32(low);
-        if (pfn >= this.pages) continue;
-        const page = this.buf.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE);
-        this.ram.copyPage(pfn, page);
-        const bit = 1 << (pfn & 31);
-        const di = pfn >>> 5;
-        if (ZERO_PAGE.compare(page) === 0) {
-          if ((dest[di]! & bit) === 0) continue; // the destination has zeros there already
-          dest[di] = dest[di]! & ~bit;
-          stats.zeroPages++;
-        } else {
-          dest[di] = dest[di]! | bit;
+    this.words = pending.words;
+    this.k = 0;
+    this.w = 0;
+    try {
+      for (;;) {
+        const r = this.writer.ramFrom(iteration, this.pagesPerSection, this);
+        if (r.pages === 0) {
+          await r.sent;
+          break;
         }
-        this.pfns[n++] = pfn;
-        if (n === this.pagesPerSection) await flush();
+        stats.pages += r.pages;
+        stats.zeroPages += r.zeroPages;
+        stats.bytes += r.bytes;
+        await r.sent;
+        afterSection?.(r.bytes);
+        if (r.pages < this.pagesPerSection) break;
       }
+    } finally {
+      this.words = new Uint32Array(0);
     }
-    await flush();
     this.totalPages += stats.pages;
     this.totalBytes += stats.bytes;
     return stats;

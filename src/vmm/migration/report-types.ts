@@ -57,6 +57,14 @@ export interface DowntimeRecord {
   /** Wall clock of the source's stopped phase and of the destination's switchover. */
   sourceWallUs: number;
   destinationWallUs: number;
+  /**
+   * Of those, wall clock inside the devices' migration ioctls and data fd reads/writes (the
+   * vendor driver and the simulated accelerator doing their part of the stop and the load).
+   */
+  sourceDeviceWallUs?: number;
+  destinationDeviceWallUs?: number;
+  /** Process CPU time (user + system, all threads) of the stopped phase on the source. */
+  sourceCpuUs?: number;
 }
 
 export interface VfStateCheck {
@@ -89,6 +97,10 @@ export interface DestinationReport {
   /** End of stream to RUNNING, simulated and wall. */
   switchoverNs: number;
   switchoverWallUs: number;
+  /** Of switchoverWallUs, the devices' load and start ioctls. */
+  switchoverDeviceWallUs?: number;
+  /** Process CPU time (user + system, all threads) of the switchover. */
+  switchoverCpuUs?: number;
   /** What the destination did when it gave up. */
   teardown: string[];
 }
@@ -113,6 +125,14 @@ export interface SourceReport {
   /** Migration start to the destination running (or to the failure), simulated. */
   totalNs: number;
   totalWallUs: number;
+  /**
+   * Of totalWallUs, the wall clock spent simulating the guest while it runs during pre-copy
+   * (its jobs, the device processing them, its page stores): work a real guest does on its
+   * own CPUs and the real device in hardware, beside the migration rather than in it.
+   */
+  guestWallUs?: number;
+  /** Process CPU time (user + system, all threads) from start to end of the migration. */
+  totalCpuUs?: number;
   ramBytes: number;
   ramPagesSent: number;
   ramBytesSent: number;

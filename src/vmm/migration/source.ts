@@ -72,6 +72,14 @@ export function describeSource(ep: MigrationEndpoint): SourceDescription {
   };
 }
 
+const HANDED_OVER = { transfer: true } as const;
+
+/** Process CPU time so far (user + system, every thread), in us. */
+export function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
 class Clock {
   constructor(private readonly ep: MigrationEndpoint) {}
   get ns(): number {
@@ -96,6 +104,8 @@ class SourceMigration {
   private readonly t0Wall: number;
   private pagesSent = 0;
   private sender: RamSender | null = null;
+  private guestWallMs = 0;
+  private readonly t0Cpu: number;
 
   constructor(
     private readonly ep: MigrationEndpoint,
@@ -105,8 +115,10 @@ class SourceMigration {
     this.clock = new Clock(ep);
     this.t0Ns = ep.scheduler.now;
     this.t0Wall = performance.now();
+    this.t0Cpu = cpuUs();
     this.reply = new ReturnPathReader(link);
-    this.writer = new StreamWriter((chunk) => link.send(chunk));
+    // the writer's chunks are fresh and never touched again: the link may keep them as they are
+    this.writer = new StreamWriter((chunk) => link.send(chunk, HANDED_OVER));
     this.report = {
       ok: false,
       recovery: [],
@@ -218,6 +230,8 @@ class SourceMigration {
     }
     r.streamBytes = this.writer.bytesWritten;
     r.totalWallUs = (performance.now() - this.t0Wall) * 1000;
+    r.totalCpuUs = cpuUs() - this.t0Cpu;
+    r.guestWallUs = this.guestWallMs * 1000;
     return r;
   }
 
@@ -244,7 +258,9 @@ class SourceMigration {
   /** Lets the guest run for the link time of `bytes` (pre-copy: the guest is live meanwhile). */
   private runGuest(bytes: number): void {
     if (bytes <= 0 || !this.ep.vm.vcpusRunning) return;
+    const w = performance.now();
     this.ep.vm.run(transferNs(bytes, this.o.bandwidthBytesPerSec));
+    this.guestWallMs += performance.now() - w;
   }
 
   private async sendDevicePrecopy(iteration: number): Promise<number> {
@@ -318,13 +334,25 @@ class SourceMigration {
     const ep = this.ep;
     const stopNs = this.clock.ns;
     const stopWall = performance.now();
+    const stopCpu = cpuUs();
+    let deviceMs = 0;
+    const device = <T>(fn: () => T): T => {
+      const w = performance.now();
+      try {
+        return fn();
+      } finally {
+        deviceMs += performance.now() - w;
+      }
+    };
     const bytesAtStop = this.writer.bytesWritten;
     this.step = 'stop';
     this.phase('stop', () => {
       ep.vm.pauseVcpus();
       this.pausedByUs = true;
       this.o.onVcpusStopped?.();
-      for (const s of this.savers) s.stopCopy();
+      device(() => {
+        for (const s of this.savers) s.stopCopy();
+      });
     });
     this.step = 'stop-copy';
     this.progress('stop-copy', r.iterations.length);
@@ -335,7 +363,7 @@ class SourceMigration {
       let deviceBytes = 0;
       for (let i = 0; i < this.savers.length; i++) {
         const s = this.savers[i]!;
-        const chunks = s.readStopCopy();
+        const chunks = device(() => s.readStopCopy());
         await this.sent(this.writer.beginDevice(s.name, { version: s.protocol === 'v2' ? 2 : 1 }));
         for (const c of chunks) {
           await this.sent(this.writer.deviceData(c));
@@ -376,6 +404,9 @@ class SourceMigration {
       totalNs: 0,
       sourceWallUs: (performance.now() - stopWall) * 1000,
       destinationWallUs: 0,
+      sourceDeviceWallUs: deviceMs * 1000,
+      destinationDeviceWallUs: 0,
+      sourceCpuUs: cpuUs() - stopCpu,
     };
     r.phases.push({ name: 'transfer', side: 'source', startNs: this.clock.ns, endNs: this.clock.ns + r.downtime.transferNs, wallUs: 0 });
     r.ramPagesSent = this.sender!.totalPages;
@@ -408,6 +439,7 @@ class SourceMigration {
     const d = r.downtime!;
     d.destinationNs = dest.switchoverNs;
     d.destinationWallUs = dest.switchoverWallUs;
+    d.destinationDeviceWallUs = dest.switchoverDeviceWallUs ?? 0;
     d.totalNs = d.sourceNs + d.transferNs + d.destinationNs;
     r.totalNs = this.clock.ns - this.t0Ns + d.transferNs + d.destinationNs;
     // The guest runs on the destination from here: nothing below may resume it here, so

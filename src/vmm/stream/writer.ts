@@ -7,6 +7,7 @@
  * The writer refuses to produce anything the reader would reject (order of sections and
  * device records, sizes), throwing StreamError with code USAGE.
  */
+import { Buffer } from 'node:buffer';
 import { crc32 } from './crc32.js';
 import { StreamError } from './errors.js';
 import {
@@ -34,6 +35,24 @@ import type { SourceDescription } from './format.js';
 
 export type ChunkSink = (chunk: Uint8Array) => void | Promise<void>;
 
+/** Where ramFrom() gets its pages. */
+export interface RamPageSource {
+  /** Copies the next page into `dst` and returns its page frame number; -1: no more pages. */
+  next(dst: Uint8Array): number;
+  /** For a page that read as all zero: whether it still needs a (zero) entry. Default: yes. */
+  keepZero?(pfn: number): boolean;
+}
+
+export interface RamFromResult {
+  /** Entries in the section (0: no section was written). */
+  pages: number;
+  zeroPages: number;
+  /** Stream bytes of the section. */
+  bytes: number;
+  /** Settles like the other writer calls (when the sink took the section). */
+  sent: Promise<void>;
+}
+
 export interface StreamWriterOptions {
   /** Largest section payload / device record (must match the reader's limit). */
   maxRecordBytes?: number;
@@ -53,6 +72,8 @@ export class StreamWriter {
   private ramPages = 0;
   private lastIteration = 0;
   private dev: { name: string; state: DeviceState; initSent: boolean } | null = null;
+  private ramPfns = new Float64Array(0);
+  private ramZero = new Uint8Array(0);
   /** Bytes produced so far (queued to the sink, not necessarily delivered yet). */
   bytesWritten = 0;
 
@@ -105,12 +126,11 @@ export class StreamWriter {
       if (iteration !== 0 && (this.flags & STREAM_F_PRECOPY) === 0) usage('iterations > 0 need STREAM_F_PRECOPY');
       if (contents.length !== n * ps) usage(`${contents.length} bytes of contents for ${n} pages of ${ps}`);
       const zero = new Uint8Array(n);
-      const words = contents.byteOffset % 4 === 0 ? new Uint32Array(contents.buffer, contents.byteOffset, contents.length >>> 2) : null;
       let nonZero = 0;
       for (let i = 0; i < n; i++) {
         const pfn = pfns[i]!;
         if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.ramPages) usage(`page ${pfn} outside guest RAM`);
-        if (isZeroPage(contents, words, i * ps, ps)) zero[i] = 1;
+        if (isZeroPage(contents, i * ps, ps)) zero[i] = 1;
         else nonZero++;
       }
       const len = 8 + n * RAM_ENTRY_BYTES + nonZero * ps;
@@ -133,6 +153,70 @@ export class StreamWriter {
       this.lastIteration = iteration;
       return this.seal(out, payload);
     });
+  }
+
+  /**
+   * One RAM section built in place: `src.next(dst)` copies the next page straight into the
+   * section (dst is a page-sized view of it) and returns its page frame number, or -1 when
+   * there are no more; up to `maxPages` entries. A page that turns out all zero becomes a
+   * zero entry, or no entry at all when `src.keepZero(pfn)` says the reader does not need it.
+   * Same bytes on the wire as ram() with the same pages; it only skips the staging copy.
+   * Returns what went into the section (nothing is written when no entry was produced).
+   */
+  ramFrom(iteration: number, maxPages: number, src: RamPageSource): RamFromResult {
+    const res: RamFromResult = { pages: 0, zeroPages: 0, bytes: 0, sent: Promise.resolve() };
+    res.sent = this.guard(() => {
+      this.inSections('RAM section');
+      if (!isU32(iteration)) usage(`bad iteration ${iteration}`);
+      if (iteration < this.lastIteration) usage(`iteration ${iteration} after iteration ${this.lastIteration}`);
+      if (iteration !== 0 && (this.flags & STREAM_F_PRECOPY) === 0) usage('iterations > 0 need STREAM_F_PRECOPY');
+      const ps = this.pageSize;
+      if (!Number.isInteger(maxPages) || maxPages < 1 || 8 + maxPages * (RAM_ENTRY_BYTES + ps) > this.maxRecord) {
+        usage(`RAM section of up to ${maxPages} pages does not fit a record of ${this.maxRecord} bytes`);
+      }
+      // the entry table's final size is known only at the end: data is gathered after a
+      // table sized for maxPages and moved down when fewer entries came
+      const dataAt = SECTION_HEAD_BYTES + 8 + maxPages * RAM_ENTRY_BYTES;
+      const out = new Uint8Array(dataAt + maxPages * ps + CRC_BYTES);
+      const pfns = this.ramPfns.length >= maxPages ? this.ramPfns : (this.ramPfns = new Float64Array(maxPages));
+      const zero = this.ramZero.length >= maxPages ? this.ramZero : (this.ramZero = new Uint8Array(maxPages));
+      let n = 0;
+      let data = 0;
+      while (n < maxPages) {
+        const at = dataAt + data * ps;
+        const slot = out.subarray(at, at + ps);
+        const pfn = src.next(slot);
+        if (pfn < 0) break;
+        if (!Number.isInteger(pfn) || pfn >= this.ramPages) usage(`page ${pfn} outside guest RAM`);
+        if (isZeroPage(out, at, ps)) {
+          if (src.keepZero && !src.keepZero(pfn)) continue;
+          zero[n] = 1;
+          res.zeroPages++;
+        } else {
+          zero[n] = 0;
+          data++;
+        }
+        pfns[n++] = pfn;
+      }
+      if (n === 0) return [];
+      const table = 8 + n * RAM_ENTRY_BYTES;
+      const len = table + data * ps;
+      if (n < maxPages) out.copyWithin(SECTION_HEAD_BYTES + table, dataAt, dataAt + data * ps);
+      const chunk = out.subarray(0, SECTION_HEAD_BYTES + len + CRC_BYTES);
+      const payload = this.head(chunk, SectionKind.RAM, len);
+      const dv = view(payload);
+      dv.setUint32(0, iteration);
+      dv.setUint32(4, n);
+      for (let i = 0, e = 8; i < n; i++, e += RAM_ENTRY_BYTES) {
+        setU64(dv, e, pfns[i]!);
+        payload[e + 8] = zero[i] ? RAM_PAGE_ZERO : 0;
+      }
+      this.lastIteration = iteration;
+      res.pages = n;
+      res.bytes = chunk.length;
+      return this.seal(chunk, payload);
+    });
+    return res;
   }
 
   /** Opens a device section; records follow until endDevice(). */
@@ -248,12 +332,17 @@ export class StreamWriter {
   /** Allocates a whole section: head, payload (returned as a view) and payload CRC slot. */
   private frame(kind: number, len: number): { out: Uint8Array; payload: Uint8Array } {
     const out = new Uint8Array(SECTION_HEAD_BYTES + len + CRC_BYTES);
+    return { out, payload: this.head(out, kind, len) };
+  }
+
+  /** Writes the section head into out[0, 13) and returns the payload view after it. */
+  private head(out: Uint8Array, kind: number, len: number): Uint8Array {
     const dv = view(out);
     out[0] = kind;
     dv.setUint32(1, ++this.seq);
     dv.setUint32(5, len);
     dv.setUint32(9, crc32(out.subarray(0, 9)));
-    return { out, payload: out.subarray(SECTION_HEAD_BYTES, SECTION_HEAD_BYTES + len) };
+    return out.subarray(SECTION_HEAD_BYTES, SECTION_HEAD_BYTES + len);
   }
 
   private seal(out: Uint8Array, payload: Uint8Array): Uint8Array {
@@ -311,13 +400,9 @@ function record(markerLo: number, data: Uint8Array | null): Uint8Array {
   return out;
 }
 
-/** Zero test of b[at, at+len), a word at a time when `words` (a u32 view of b) exists. */
-function isZeroPage(b: Uint8Array, words: Uint32Array | null, at: number, len: number): boolean {
-  if (words) {
-    const end = (at + len) >>> 2;
-    for (let i = at >>> 2; i < end; i++) if (words[i] !== 0) return false;
-    return true;
-  }
-  for (let i = at; i < at + len; i++) if (b[i] !== 0) return false;
-  return true;
+const ZERO_PAGE = new Uint8Array(65536);
+
+/** Zero test of b[at, at+len) (len <= 64 KiB), by the native compare against a zero page. */
+function isZeroPage(b: Uint8Array, at: number, len: number): boolean {
+  return Buffer.compare(b.subarray(at, at + len), ZERO_PAGE.subarray(0, len)) === 0;
 }

@@ -5,7 +5,7 @@
  * and control signals over their channel.
  */
 import { TransportError } from './types.js';
-import type { Transport } from './types.js';
+import type { SendOptions, Transport } from './types.js';
 
 /** Received chunks waiting for the consumer. */
 class Inbox {
@@ -95,8 +95,8 @@ export abstract class BaseTransport implements Transport {
     });
   }
 
-  /** Moves one data chunk to the peer; resolves when the channel took it. */
-  protected abstract transmit(chunk: Uint8Array): Promise<void>;
+  /** Moves one data chunk to the peer; resolves when the channel took it. `owned`: see SendOptions.transfer. */
+  protected abstract transmit(chunk: Uint8Array, owned: boolean): Promise<void>;
   /** Tells the peer this direction has ended. */
   protected abstract transmitFin(): void;
   /** Acknowledges the peer's end. */
@@ -106,12 +106,12 @@ export abstract class BaseTransport implements Transport {
   /** Hard stop after a failure. */
   protected abstract teardown(e: TransportError): void;
 
-  send(chunk: Uint8Array): Promise<void> {
+  send(chunk: Uint8Array, opts?: SendOptions): Promise<void> {
     if (this.error) return Promise.reject(this.error);
     if (this.sentFin) return Promise.reject(new TransportError('EPIPE', `${this.label}: send after end()`));
     if (chunk.length === 0) return Promise.resolve();
     this.bytesSent += chunk.length;
-    return this.transmit(chunk);
+    return this.transmit(chunk, opts?.transfer === true);
   }
 
   end(): Promise<void> {

@@ -1,7 +1,8 @@
 /**
- * Two connected endpoints in one process. Sends are copied into the peer's queue at once
- * (no backpressure: the queue grows as needed), so a transfer completes as fast as the
- * consumer reads. Semantics match the socket transport, including errors on both sides when
+ * Two connected endpoints in one process. Sends go into the peer's queue at once (no
+ * backpressure: the queue grows as needed), so a transfer completes as fast as the consumer
+ * reads. A chunk is copied unless the sender hands it over (SendOptions.transfer), in which
+ * case the receiver gets the very same buffer. Semantics match the socket transport, including errors on both sides when
  * either side aborts.
  */
 import { BaseTransport } from './base.js';
@@ -11,8 +12,8 @@ import type { Transport } from './types.js';
 class PipeEnd extends BaseTransport {
   peer!: PipeEnd;
 
-  protected transmit(chunk: Uint8Array): Promise<void> {
-    this.peer.deliver(chunk.slice());
+  protected transmit(chunk: Uint8Array, owned: boolean): Promise<void> {
+    this.peer.deliver(owned ? chunk : chunk.slice());
     return Promise.resolve();
   }
 

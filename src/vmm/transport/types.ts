@@ -44,6 +44,15 @@ export class TransportError extends Error {
   }
 }
 
+export interface SendOptions {
+  /**
+   * The caller hands the chunk over for good: it never reads or writes it again, so a
+   * transport within one process may pass it to the receiver as it is instead of copying.
+   * Transports that copy or serialise anyway ignore it.
+   */
+  transfer?: boolean;
+}
+
 /** The sending half; a file sink implements only this. */
 export interface ByteSender {
   /**
@@ -51,7 +60,7 @@ export interface ByteSender {
    * handed to the OS). Rejects with TransportError on a broken connection or after end().
    * The chunk must not be modified until the promise settles.
    */
-  send(chunk: Uint8Array): Promise<void>;
+  send(chunk: Uint8Array, opts?: SendOptions): Promise<void>;
   /** Ends this direction; resolves when the peer has received all of it. */
   end(): Promise<void>;
   /** Breaks the connection now; the peer sees a TransportError. */
