@@ -6,64 +6,51 @@
  *
  * - dense: an IOMMU-backed group that never pins, so the container is in full scope and
  *   every mapped page is reported dirty on every query (the HiSilicon VF case).
- * - 0.1% / 50%: an emulated (pinning) group, so only pinned / vfio_dma_rw pages are
- *   reported. Setup dirties pages through real pins and dma_rw; because GET_BITMAP clears
- *   the bits, each iteration then restores a density pattern into the kernel bitmaps
- *   directly (pinning 2^30 pages per iteration is not possible: pins are capped at 512 per
- *   call and tracked individually). The baseline does the same restore, so the difference
+ * - 50%, 0.1%, 0.001%, 0.1% clustered (bench/dirty-patterns.ts): an emulated (pinning)
+ *   group, so only pinned / vfio_dma_rw pages are reported. Setup dirties pages through real
+ *   pins and dma_rw; because GET_BITMAP clears the bits, each iteration then restores the
+ *   pattern into the kernel bitmaps (pinning 2^30 pages per iteration is not possible: pins
+ *   are capped at 512 per call). The baseline does the same restore, so the difference
  *   between the two cases is report versus plain copy.
  *
- * Every iteration zeroes the user buffer first, as a VMM does before GET_BITMAP. Guest RAM is
- * mapped in chunks of at most 4 TiB: a mapping above DIRTY_BITMAP_PAGES_MAX (2^31-1) pages
- * cannot be tracked, so 8 TiB is two mappings (their bits land at a non-zero offset). Only
- * one suite's container is alive at a time.
+ * The baseline zeroes the user buffer and copies every bitmap byte, as before. The report
+ * case zeroes what the previous report wrote: the whole buffer for dense and 50%, only the
+ * pattern's words for the sparse patterns (a VMM that consumed the bits clears them), so
+ * a sparse iteration measures the report's own cost, which should follow the dirty pages.
+ * Guest RAM is mapped in chunks of at most 4 TiB: a mapping above DIRTY_BITMAP_PAGES_MAX
+ * (2^31-1) pages cannot be tracked, so 8 TiB is two mappings (their bits land at a non-zero
+ * offset). Only one suite's container is alive at a time.
  */
 import type { BenchSuite } from './harness.js';
 import type { Bitmap } from '../src/mem/bitmap.js';
 import { SparseMemory } from '../src/mem/sparse-memory.js';
 import { UserAddressSpace } from '../src/mem/user-space.js';
-import { Rng } from '../src/sim/scheduler.js';
 import { VFIO_TYPE1v2_IOMMU } from '../src/uapi/vfio.js';
 import { VfioContainer } from '../src/vfio/container.js';
 import { FdTable, VfioFile } from '../src/vfio/fd.js';
 import { VfioGroup } from '../src/vfio/group.js';
+import { isSparse, makePattern, resetOutput, restore, verifyDelivered } from './dirty-patterns.js';
+import type { Density, Pattern } from './dirty-patterns.js';
 
 const GiB = 2 ** 30;
 const TiB = 2 ** 40;
 const PAGE = 4096;
 const BASE = 2 ** 44;
 const MAX_MAPPING = 4 * TiB;
-const TILE_WORDS = 1 << 18; // 1 MiB pattern tile
-
-type Density = 'dense' | '50%' | '0.1%';
 
 interface State {
   container: VfioContainer;
   size: number;
   out: Uint8Array;
+  out32: Uint32Array;
   outData: number;
   bitmaps: Bitmap[];
-  tile: Uint32Array | null;
+  pattern: Pattern | null;
 }
 
 let state: State | null = null;
 
 class BenchDevice extends VfioFile {}
-
-function makeTile(density: Density): Uint32Array {
-  const t = new Uint32Array(TILE_WORDS);
-  const rng = new Rng(0x5eed);
-  if (density === '50%') {
-    for (let i = 0; i < t.length; i++) t[i] = rng.u32();
-  } else {
-    const bits = t.length * 32;
-    for (let n = Math.floor(bits / 1000); n > 0; n--) {
-      const b = rng.int(bits);
-      t[b >>> 5]! |= 1 << (b & 31);
-    }
-  }
-  return t;
-}
 
 function check(r: number, what: string): void {
   if (r < 0) throw new Error(`${what} failed: ${r}`);
@@ -99,23 +86,43 @@ function setup(size: number, density: Density): void {
     group.dmaRw(BASE + 5 * PAGE, new Uint8Array(8), true);
     check(container.getDirtyBitmap(BASE, size, { size: bytes, data: outData }), 'GET_BITMAP');
     if (out[0] !== 0b10_0010) throw new Error(`unexpected first bitmap byte ${out[0]}`);
+    out[0] = 0;
   }
-  state = { container, size, out, outData, bitmaps, tile: density === 'dense' ? null : makeTile(density) };
+  // every mapping's bitmap has the same word count except possibly the last; patterns are
+  // built per bitmap size
+  const pattern = density === 'dense' ? null : makePattern(bitmaps[0]!.words.length, density);
+  state = {
+    container,
+    size,
+    out,
+    out32: new Uint32Array(out.buffer, out.byteOffset, out.length / 4),
+    outData,
+    bitmaps,
+    pattern,
+  };
+  if (pattern !== null) {
+    getBitmap();
+    for (let m = 0; m < bitmaps.length; m++) verifyDelivered(state.out32, pattern, m * (MAX_MAPPING / PAGE / 32));
+  }
 }
 
 function restorePattern(s: State): void {
-  const tile = s.tile;
-  if (tile === null) return;
-  for (const bm of s.bitmaps) {
-    const w = bm.words;
-    for (let k = 0; k < w.length; k += tile.length) w.set(tile.length <= w.length - k ? tile : tile.subarray(0, w.length - k), k);
-  }
+  const p = s.pattern;
+  if (p === null) return;
+  // dirtyBitmapAt also tells the mapping its bitmap may hold bits again (a report that found
+  // it clean lets the next one skip it)
+  const t1 = s.container.type1!;
+  for (let m = 0; m < s.bitmaps.length; m++) restore(t1.dirtyBitmapAt(BASE + m * MAX_MAPPING)!, p);
 }
 
 function getBitmap(): void {
   const s = state!;
   restorePattern(s);
-  s.out.fill(0);
+  if (s.pattern === null || !isSparse(s.pattern.density)) {
+    s.out.fill(0);
+  } else {
+    for (let m = 0; m < s.bitmaps.length; m++) resetOutput(s.out32, s.pattern, m * (MAX_MAPPING / PAGE / 32));
+  }
   const r = s.container.getDirtyBitmap(BASE, s.size, { size: s.out.length, data: s.outData });
   if (r !== 0) throw new Error(`GET_BITMAP: ${r}`);
 }
@@ -137,11 +144,14 @@ const sizes: Array<[string, number, boolean]> = [
   ['1 TiB', TiB, false],
   ['8 TiB', 8 * TiB, false],
 ];
-const densities: Density[] = ['dense', '50%', '0.1%'];
+/** The sparse patterns that show proportionality run where the bitmap is large. */
+function densitiesFor(size: number): Density[] {
+  return size >= 64 * GiB ? ['dense', '50%', '0.1%', '0.001%', '0.1% clustered'] : ['dense', '50%', '0.1%'];
+}
 const BASELINE = 'copy bitmap bytes (Uint8Array.set)';
 
 export const suites: BenchSuite[] = sizes.flatMap(([label, size, quick]) =>
-  densities.map((density) => ({
+  densitiesFor(size).map((density) => ({
     suite: `type1 GET_BITMAP ${label} ${density === 'dense' ? 'dense (full scope)' : `${density} (pinned scope)`}`,
     quick,
     setup: () => setup(size, density),

@@ -74,8 +74,9 @@ function isPageAligned(n: number): boolean {
   return Number.isInteger(n) && n >= 0 && n % PAGE_SIZE === 0;
 }
 
+/** With a summary level, so a harvest costs what the dirty pages cost, not the range. */
 function newDirtyBitmap(pages: number): Bitmap {
-  return new Bitmap(pages);
+  return new Bitmap(pages, undefined, { summary: true });
 }
 
 export class IommuDomain {
@@ -422,7 +423,10 @@ export class IommuDomain {
     }
   }
 
-  /** The live dirty bitmap of the mapping containing iova (bit 0 = its first page), or null. */
+  /**
+   * The live dirty bitmap of the mapping containing iova (bit 0 = its first page), or null.
+   * It keeps a summary level: bits written through `words` need `noteWordsWritten`.
+   */
   dirtyBitmapAt(iova: number): Bitmap | null {
     const i = Number.isInteger(iova) && iova >= 0 ? this.indexOf(iova) : -1;
     return i < 0 ? null : this.ext[i]!.dirty;

@@ -3,12 +3,13 @@
  *
  * Mappings never overlap, so a sorted array with binary search answers every query the
  * rb-tree does. A mapping carries only O(1) state besides its dirty Bitmap: pinned pages
- * live in a Map keyed by page index, which stays small because vendor drivers pin at most
- * VFIO_PIN_PAGES_MAX_ENTRIES pages per call and unpin them again.
+ * live in a Map keyed by page index (the vfio_pfn records: memory and pin count) and, as
+ * bits, in a PinSet that refills the dirty bitmap word-wise.
  */
 import type { Bitmap } from '../../mem/bitmap.js';
 import type { SparseMemory } from '../../mem/sparse-memory.js';
 import { PAGE_SIZE } from './constants.js';
+import { PinSet } from './pin-set.js';
 
 /** One contiguous piece of host memory behind part of a mapping ([off, off+len) of the IOVA range). */
 export interface DmaPiece {
@@ -48,8 +49,10 @@ export class VfioDma {
    * Every path that sets a bit (pin, dma_rw, START, refill, detach) sets this.
    */
   bitmapMaybeDirty = false;
-  /** Pinned pages by page index (vendor pins through vfio_pin_pages). */
+  /** Pinned pages by page index (vendor pins through vfio_pin_pages); change via addPin/dropPin. */
   readonly pins = new Map<number, PinRecord>();
+  /** The keys of `pins` as bits. */
+  private readonly pinBits = new PinSet();
 
   constructor(iova: number, size: number, vaddr: number, prot: number) {
     this.iova = iova;
@@ -64,11 +67,29 @@ export class VfioDma {
     return this.pieces !== null;
   }
 
-  /** vfio_dma_populate_bitmap: every pinned page counts as dirty. */
+  addPin(page: number, rec: PinRecord): void {
+    this.pins.set(page, rec);
+    this.pinBits.add(page);
+  }
+
+  dropPin(page: number): void {
+    this.pins.delete(page);
+    this.pinBits.delete(page);
+  }
+
+  clearPins(): void {
+    this.pins.clear();
+    this.pinBits.clear();
+  }
+
+  /**
+   * vfio_dma_populate_bitmap: every pinned page counts as dirty. Costs a few word ORs per
+   * 1024-page block holding pins.
+   */
   populateFromPins(): void {
     const bm = this.bitmap;
-    if (bm === null || this.pins.size === 0) return;
-    for (const page of this.pins.keys()) bm.set(page);
+    if (bm === null || this.pinBits.size === 0) return;
+    this.pinBits.orInto(bm);
     this.bitmapMaybeDirty = true;
   }
 }

@@ -103,9 +103,10 @@ interface GroupRecord {
 
 const SMALLEST_PGSIZE = BigInt(PAGE_SIZE);
 
+/** A mapping's dirty bitmap; its summary keeps reports proportional to the dirty pages. */
 function allocDirtyBitmap(npages: number): Bitmap {
   if (npages > DIRTY_BITMAP_PAGES_MAX) fail('EINVAL', `mapping of ${npages} pages exceeds DIRTY_BITMAP_PAGES_MAX`);
-  return new Bitmap(npages);
+  return new Bitmap(npages, undefined, { summary: true });
 }
 
 export class Type1Iommu {
@@ -195,6 +196,7 @@ export class Type1Iommu {
   /**
    * The live dirty bitmap of the mapping containing iova (bit 0 = its first page), or null.
    * For benchmarks and white-box tests; the caller may set bits, so it is treated as dirty.
+   * The bitmap keeps a summary: bits written through `words` need `noteWordsWritten`.
    */
   dirtyBitmapAt(iova: number): Bitmap | null {
     const d = Number.isInteger(iova) && iova >= 0 ? this.dmas.containing(iova) : null;
@@ -361,7 +363,7 @@ export class Type1Iommu {
       d.vaddrInvalid = false;
       this.vaddrInvalidCount--;
     }
-    d.pins.clear();
+    d.clearPins();
     d.bitmap = null;
     d.bitmapMaybeDirty = false;
     this.avail++;
@@ -669,7 +671,7 @@ export class Type1Iommu {
           continue;
         }
         const { mem, offset } = this.user.resolve(d.vaddr + (a - d.iova), PAGE_SIZE, userProtFor(d.prot));
-        d.pins.set(page, { count: 1, mem, offset });
+        d.addPin(page, { count: 1, mem, offset });
         out.push({ iova: a, mem, offset });
         if (this.tracking && d.bitmap !== null) {
           d.bitmap.set(page);
@@ -692,7 +694,7 @@ export class Type1Iommu {
     if (d === null) return false;
     const page = (a - d.iova) / PAGE_SIZE;
     const rec = d.pins.get(page);
-    if (rec !== undefined && --rec.count === 0) d.pins.delete(page);
+    if (rec !== undefined && --rec.count === 0) d.dropPin(page);
     return true;
   }
 
