@@ -24,17 +24,27 @@ import type { QmVfDriver } from './qm-vf-driver.js';
 import type { QpRequest, QueuePair } from './queue-pair.js';
 import * as SecJobs from './sec-job.js';
 import * as ZipJobs from './zip-job.js';
-import type { ZipFormat } from './zip-job.js';
+import type { ZipAt, ZipFormat } from './zip-job.js';
+import type { CipherAt, HmacAt } from './sec-job.js';
 
 // Module-local bindings: under the tsx/vitest transforms an imported binding is a getter call.
 const { prepareDh, prepareRsa } = HpreJobs;
-const { prepareCipher, prepareHmac } = SecJobs;
-const { ZIP_QP_COMPRESS, ZIP_QP_DECOMPRESS, checkFormat, prepareCompress, prepareDecompress } = ZipJobs;
+const { prepareCipher, prepareCipherAt, prepareHmac, prepareHmacAt } = SecJobs;
+const { ZIP_QP_COMPRESS, ZIP_QP_DECOMPRESS, checkFormat, prepareCompress, prepareDecompress, prepareZipAt } = ZipJobs;
 const { bytesToText, revivePreparedJob, reviveError, saveError, textToBytes } = JobState;
 
 export type { JobResult } from './jobs.js';
 export type { RsaKey, BigNum } from './hpre-job.js';
 export type { ZipFormat } from './zip-job.js';
+
+/**
+ * A request over buffers the caller keeps in guest RAM (Accel.runAt), as a user with pinned
+ * buffers submits them: addresses instead of bytes, nothing copied in or out by the driver.
+ */
+export type ResidentJob =
+  | ZipAt
+  | ({ op: 'encrypt' | 'decrypt' } & Omit<CipherAt, 'decrypt'>)
+  | ({ op: 'hmac' } & HmacAt);
 
 export type AccelJob =
   | { op: 'compress'; format: ZipFormat; data: Uint8Array }
@@ -85,6 +95,8 @@ class Job implements QpRequest {
   done = false;
   /** The synchronous caller gave up; the result is dropped when it comes. */
   orphaned = false;
+  /** A synchronous caller in this process waits on `done` and reads `result` itself. */
+  waited = false;
   result: JobResult | undefined;
 
   constructor(
@@ -148,6 +160,8 @@ export class Accel {
   private readonly callbacks: CompletionCallback[] = [];
   private nextTicket = 1;
   private settledCount = 0;
+  /** Jobs of synchronous callers waiting right now (kept out of `live`, see await). */
+  private waitedInFlight = 0;
   readonly stats = { submitted: 0, completed: 0, failed: 0 };
 
   constructor(readonly driver: QmVfDriver, opts: AccelOptions = {}) {
@@ -233,14 +247,58 @@ export class Accel {
 
   /** Submits one job and waits for it; throws its KernelError on failure. */
   run(job: AccelJob): Uint8Array {
-    const ticket = this.submit(job, true, true);
-    const j = this.live.get(ticket);
-    if (j !== undefined && !this.driver.waitFor(() => j.done, this.timeoutNs)) {
-      j.orphaned = true;
-      fail('ETIMEDOUT', `${job.op} did not complete`);
+    const j = this.submit(job, true, true, true);
+    if (j instanceof Job) return this.await(j, job.op);
+    // needed no device work: the output is already stored
+    const r = this.results.get(j)!;
+    this.results.delete(j);
+    if (!r.ok) throw r.error;
+    return r.output;
+  }
+
+  /**
+   * Runs one request over the caller's guest buffers and waits for it: the device reads and
+   * writes them in place. Returns the bytes produced (ZIP output, cipher length, digest size).
+   * The buffers must stay allocated until the call returns (or, after ETIMEDOUT, until the
+   * queue is reset: the device may still write them).
+   */
+  runAt(job: ResidentJob): number {
+    const kind = ENGINE_OF[job.op];
+    if (kind === undefined) fail('EINVAL', `unknown job '${String((job as { op: unknown }).op)}'`);
+    if (kind !== this.engine) fail('EOPNOTSUPP', `${job.op} needs a ${kind.toUpperCase()} VF, this is ${this.engine.toUpperCase()}`);
+    const ram = this.driver.ram;
+    let prep: PreparedJob;
+    switch (job.op) {
+      case 'compress':
+      case 'decompress':
+        prep = prepareZipAt(ram, job);
+        break;
+      case 'encrypt':
+      case 'decrypt':
+        prep = prepareCipherAt(ram, this.driver.info.hwVersion, { ...job, decrypt: job.op === 'decrypt' });
+        break;
+      case 'hmac':
+        prep = prepareHmacAt(ram, this.driver.info.hwVersion, job);
+        break;
     }
-    const r = this.results.get(ticket)!;
-    this.results.delete(ticket);
+    this.stats.submitted++;
+    this.await(this.submitPrepared(this.queueFor(job), prep, true, true, this.nextTicket++, true), job.op);
+    return prep.produced ?? 0;
+  }
+
+  /**
+   * Waits for a job its caller submitted as waited: the job is not in the live table (one map
+   * insert and delete less per call) until a timeout orphans it.
+   */
+  private await(j: Job, op: string): Uint8Array {
+    if (!j.done && !this.driver.waitForRequest(j, this.timeoutNs)) {
+      j.waited = false;
+      j.orphaned = true;
+      this.waitedInFlight--;
+      this.live.set(j.ticket, j);
+      fail('ETIMEDOUT', `${op} did not complete`);
+    }
+    const r = j.result!;
     if (!r.ok) throw r.error;
     return r.output;
   }
@@ -285,7 +343,7 @@ export class Accel {
 
   /** Jobs submitted and not finished. */
   get pending(): number {
-    let n = 0;
+    let n = this.waitedInFlight;
     for (const j of this.live.values()) if (!j.orphaned) n++;
     return n;
   }
@@ -298,18 +356,21 @@ export class Accel {
 
   /** @internal A job finished (completion, failure, stop or reset). */
   settled(job: Job): void {
-    this.live.delete(job.ticket);
+    if (job.waited) this.waitedInFlight--;
+    else this.live.delete(job.ticket);
     this.settledCount++;
     if (job.result!.ok) this.stats.completed++;
     else this.stats.failed++;
-    if (job.orphaned) return;
+    if (job.orphaned || job.waited) return;
     if (job.sync || this.callbacks.length === 0) this.results.set(job.ticket, job.result!);
     if (!job.sync) for (const cb of this.callbacks) cb(job.ticket, job.result!);
   }
 
   // ---------------------------------------------------------------- internals
 
-  private submit(job: AccelJob, wait: boolean, sync: boolean): number {
+  private submit(job: AccelJob, wait: boolean, sync: boolean): number;
+  private submit(job: AccelJob, wait: boolean, sync: boolean, waited: true): number | Job;
+  private submit(job: AccelJob, wait: boolean, sync: boolean, waited = false): number | Job {
     const kind = ENGINE_OF[job.op];
     if (kind === undefined) fail('EINVAL', `unknown job '${String((job as { op: unknown }).op)}'`);
     if (kind !== this.engine) fail('EOPNOTSUPP', `${job.op} needs a ${kind.toUpperCase()} VF, this is ${this.engine.toUpperCase()}`);
@@ -325,18 +386,30 @@ export class Accel {
       if (!sync) for (const cb of this.callbacks) cb(ticket, r);
       return ticket;
     }
+    const j = this.submitPrepared(qp, prep, wait, sync, ticket, waited);
+    return waited ? j : j.ticket;
+  }
+
+  private submitPrepared(qp: QueuePair, prep: PreparedJob, wait: boolean, sync: boolean, ticket: number, waited: boolean): Job {
     const j = new Job(ticket, qp, prep, sync, this);
     try {
       if (qp.full && wait) this.driver.waitFor(() => !qp.full || !qp.running, this.timeoutNs);
-      this.live.set(ticket, j);
+      if (waited) {
+        j.waited = true;
+        this.waitedInFlight++;
+      } else {
+        this.live.set(ticket, j);
+      }
       j.submit();
     } catch (e) {
-      this.live.delete(ticket);
+      if (j.waited) this.waitedInFlight--;
+      else this.live.delete(ticket);
+      j.waited = false;
       prep.release();
       this.stats.submitted--;
       throw e;
     }
-    return ticket;
+    return j;
   }
 
   private prepare(job: AccelJob): PreparedJob | Uint8Array {
@@ -354,7 +427,7 @@ export class Accel {
     }
   }
 
-  private queueFor(job: AccelJob): QueuePair {
+  private queueFor(job: { op: AccelJob['op'] }): QueuePair {
     const alg = job.op === 'decompress' ? ZIP_QP_DECOMPRESS : ZIP_QP_COMPRESS;
     let qp = this.queues.get(alg);
     if (qp === undefined) {

@@ -253,6 +253,10 @@ function directPort(mem: SparseMemory): DmaPort {
       mem.write(iova, src);
       return true;
     },
+    readView(iova, len) {
+      if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(len) || iova < 0 || len < 0 || iova + len > mem.size) return null;
+      return mem.view(iova, len);
+    },
   };
 }
 

@@ -4,7 +4,10 @@
  * exactly when its phase equals the ring's current phase.
  */
 import type { GuestMemory } from './io.js';
-import { EQE_SIZE } from './regs.js';
+import * as R from './regs.js';
+
+// Module-local binding: under the tsx/vitest transforms an imported binding is a getter call.
+const { EQE_SIZE } = R;
 
 export class EventRing {
   head = 0;

@@ -24,13 +24,23 @@ export interface PreparedJob {
    * over the same guest RAM, e.g. in another process after live migration.
    */
   save(): PreparedJobState;
+  /**
+   * Resident requests (buffers the caller keeps in guest RAM, see Accel.runAt) return
+   * RESIDENT_DONE from `finish` and leave the number of bytes the device produced here.
+   */
+  readonly produced?: number;
 }
+
+/** What `finish` of a resident request returns: the output stays in the caller's buffer. */
+export const RESIDENT_DONE = new Uint8Array(0);
 
 /** A prepared request as plain data; `kind` picks the class that revives it. */
 export interface PreparedJobState {
   kind: string;
-  /** Guest buffers the request owns (live allocator blocks). */
+  /** Guest buffers the request owns (live allocator blocks); none for a resident request. */
   bufs: number[];
+  /** The caller's buffers (Accel.runAt): nothing is copied out or freed. */
+  resident?: boolean;
   [field: string]: unknown;
 }
 

@@ -27,7 +27,8 @@ import {
 import { type QpHost, QueuePair, type QueuePairState, type RequestReviver } from './queue-pair.js';
 import * as R from './regs.js';
 import { type TagField, tagFieldFor } from './sqe-format.js';
-import { pollUntil, runUntilDone } from './wait.js';
+import * as W from './wait.js';
+import type { Settles } from './wait.js';
 import { PCI_REVISION_ID } from '../hw/pci/regs.js';
 
 // Module-local bindings: under the tsx/vitest transforms an imported binding is a getter call.
@@ -40,6 +41,7 @@ const {
   REV_V3, REV_V4, SQE_SIZES, SUB_VERSION_ID, VF2PF_VF_W, VF_AEQ_INT_MASK, VF_DEVICE_IDS,
   VF_EQ_INT_MASK, VF_STATE, XEQC_PHASE_SHIFT, XEQC_SIZE, XEQ_DEPTH_CAP, XEQ_DEPTH_DEFAULT, XQC_SIZE,
 } = R;
+const { pollUntil, runUntilDone, runUntilSettled } = W;
 const DB_EQ = Db.EQ;
 const DB_AEQ = Db.AEQ;
 
@@ -139,6 +141,11 @@ const MSI_ADDRESS_DEFAULT = 0xfee0_0000;
 const MSI_DATA_DEFAULT = 0x40;
 /** Time the guest waits after initiating an FLR before touching the function (PCIe: 100 ms). */
 export const FLR_WAIT_NS = 100_000_000;
+/**
+ * Interrupt-vector passes one bottom-half run makes before it yields to the scheduler, as a
+ * Linux threaded handler or NAPI poll returns after its budget and is requeued.
+ */
+export const BH_PASS_BUDGET = 16;
 /** Default bound on waiting for one request. */
 export const JOB_TIMEOUT_NS = 10_000_000_000;
 
@@ -652,6 +659,22 @@ export class QmVfDriver implements QpHost {
     }
   }
 
+  /** waitFor(() => req.done): the per-request wait of the synchronous API, allocation-free. */
+  waitForRequest(req: Settles, timeoutNs = JOB_TIMEOUT_NS): boolean {
+    if (!this.pollMode) return runUntilSettled(this.sched, req, timeoutNs);
+    const deadline = this.sched.now + timeoutNs;
+    for (;;) {
+      if (req.done) return true;
+      this.poll();
+      if (req.done) return true;
+      if (this.sched.now > deadline) return false;
+      if (!this.sched.step()) {
+        this.poll();
+        return req.done;
+      }
+    }
+  }
+
   private onMsi(vector: number): void {
     this.stats.interrupts++;
     if (vector < 0 || vector > 31) return;
@@ -667,7 +690,16 @@ export class QmVfDriver implements QpHost {
     this.inBh = true;
     try {
       const vec = this.info.vectors;
-      while (this.pendingVectors !== 0) {
+      // A device that re-raises an interrupt from the handler's own doorbell write would keep
+      // an unbounded loop here forever; after the budget the rest waits for a fresh run.
+      for (let pass = 0; this.pendingVectors !== 0; pass++) {
+        if (pass === BH_PASS_BUDGET) {
+          if (!this.bhQueued) {
+            this.bhQueued = true;
+            this.sched.schedule(0, this.bhTask);
+          }
+          break;
+        }
         const p = this.pendingVectors;
         this.pendingVectors = 0;
         if (this.state === 'started') {

@@ -29,7 +29,7 @@ const {
   SEC3_CKEY_LEN_SHIFT, SEC3_CTR_CNT_SHIFT, SEC3_DATA_DST, SEC3_DATA_SRC, SEC3_DE_SHIFT, SEC3_MAC,
   SEC3_MAC_LEN_SHIFT,
 } = S;
-const { BufferSet, put16, put32, put64 } = J;
+const { BufferSet, RESIDENT_DONE, put16, put32, put64 } = J;
 
 export interface CipherAlg {
   name: string;
@@ -138,10 +138,13 @@ class CipherJob implements PreparedJob {
   private readonly src: number;
   private readonly dst: number;
   private readonly len: number;
+  private readonly resident: boolean;
+  produced = 0;
 
   constructor(ram: GuestRam, private readonly hw: HwVersion, private readonly c: CipherAlg, key: Uint8Array,
     iv: Uint8Array, data: Uint8Array | null, private readonly dir: number, saved?: CipherJobState) {
     this.bufs = new BufferSet(ram, saved?.bufs);
+    this.resident = saved?.resident === true;
     if (saved) {
       ({ keyAddr: this.keyAddr, ivAddr: this.ivAddr, src: this.src, dst: this.dst, len: this.len } = saved);
       return;
@@ -159,10 +162,12 @@ class CipherJob implements PreparedJob {
   }
 
   save(): CipherJobState {
-    return {
+    const st: CipherJobState = {
       kind: 'sec-cipher', bufs: this.bufs.addresses(), hw: this.hw, alg: this.c.name, dir: this.dir, len: this.len,
       keyAddr: this.keyAddr, ivAddr: this.ivAddr, src: this.src, dst: this.dst,
     };
+    if (this.resident) st.resident = true;
+    return st;
   }
 
   fill(sqe: Uint8Array): void {
@@ -194,6 +199,10 @@ class CipherJob implements PreparedJob {
 
   finish(sqe: Uint8Array): Uint8Array {
     checkDone(sqe, SEC_FLAG_CIPHER);
+    if (this.resident) {
+      this.produced = this.len;
+      return RESIDENT_DONE;
+    }
     return this.bufs.get(this.dst, this.len);
   }
 
@@ -212,11 +221,78 @@ export function prepareCipher(ram: GuestRam, hw: HwVersion, alg: string, key: Ui
     if (c.cmode === SEC_CMODE_XTS) fail('EINVAL', 'XTS needs at least 16 bytes');
     return new Uint8Array(0);
   }
-  if (data.length > SEC_MAX_DATA_LEN) fail('EINVAL', `request of ${data.length} bytes exceeds ${SEC_MAX_DATA_LEN}`);
-  if (data.length < c.minLen || (c.block !== 0 && data.length % c.block !== 0)) {
-    fail('EINVAL', `${alg}: length ${data.length} is not a valid request size`);
-  }
+  checkCipherLength(c, data.length);
   return new CipherJob(ram, hw, c, key, iv, data, decrypt ? SEC_CIPHER_DEC : SEC_CIPHER_ENC);
+}
+
+function checkCipherLength(c: CipherAlg, len: number): void {
+  if (len > SEC_MAX_DATA_LEN) fail('EINVAL', `request of ${len} bytes exceeds ${SEC_MAX_DATA_LEN}`);
+  if (len < c.minLen || (c.block !== 0 && len % c.block !== 0)) {
+    fail('EINVAL', `${c.name}: length ${len} is not a valid request size`);
+  }
+}
+
+function checkAddr(a: number, what: string): void {
+  if (!Number.isSafeInteger(a) || a <= 0) fail('EINVAL', `${what} must be a guest address (got ${String(a)})`);
+}
+
+/** A cipher request over buffers the caller keeps in guest RAM (see Accel.runAt). */
+export interface CipherAt {
+  alg: string;
+  /** Guest addresses of the key (the algorithm's key length) and IV (none for ECB: 0). */
+  key: number;
+  iv: number;
+  src: number;
+  dst: number;
+  len: number;
+  decrypt?: boolean;
+}
+
+/** The same checks as prepareCipher, over guest addresses; nothing is copied or allocated in RAM. */
+export function prepareCipherAt(ram: GuestRam, hw: HwVersion, r: CipherAt): PreparedJob {
+  const c = parseCipher(r.alg, hw);
+  if (!Number.isSafeInteger(r.len) || r.len <= 0) fail('EINVAL', `${r.alg}: length ${String(r.len)} is not a valid request size`);
+  checkCipherLength(c, r.len);
+  checkAddr(r.key, 'key');
+  if (c.ivLen > 0) checkAddr(r.iv, 'iv');
+  checkAddr(r.src, 'src');
+  checkAddr(r.dst, 'dst');
+  return new CipherJob(ram, hw, c, NO_BYTES, NO_BYTES, null, r.decrypt === true ? SEC_CIPHER_DEC : SEC_CIPHER_ENC, {
+    kind: 'sec-cipher', bufs: [], resident: true, hw, alg: c.name, dir: r.decrypt === true ? SEC_CIPHER_DEC : SEC_CIPHER_ENC,
+    len: r.len, keyAddr: r.key, ivAddr: c.ivLen > 0 ? r.iv : 0, src: r.src, dst: r.dst,
+  });
+}
+
+/**
+ * An HMAC request over buffers the caller keeps in guest RAM. The device takes the key in
+ * whole words, so `keyLen` must be a multiple of 4 and at most the hash block size (hash a
+ * longer key first, RFC 2104; pad a shorter one with zeros, which leaves HMAC unchanged).
+ */
+export interface HmacAt {
+  alg: string;
+  key: number;
+  keyLen: number;
+  src: number;
+  len: number;
+  /** Where the device writes the digest (the algorithm's digest length). */
+  mac: number;
+}
+
+export function prepareHmacAt(ram: GuestRam, hw: HwVersion, r: HmacAt): PreparedJob {
+  const h = parseHmac(r.alg);
+  if (!Number.isSafeInteger(r.len) || r.len < 0 || r.len > SEC_MAX_DATA_LEN) {
+    fail('EINVAL', `request of ${String(r.len)} bytes is outside 0..${SEC_MAX_DATA_LEN}`);
+  }
+  if (!Number.isSafeInteger(r.keyLen) || r.keyLen < 0 || r.keyLen % 4 !== 0 || r.keyLen > h.blockSize) {
+    fail('EINVAL', `${r.alg}: a resident key is whole words of at most ${h.blockSize} bytes (got ${String(r.keyLen)})`);
+  }
+  if (r.keyLen > 0) checkAddr(r.key, 'key');
+  checkAddr(r.src, 'src');
+  checkAddr(r.mac, 'mac');
+  return new HmacJob(ram, hw, h, r.keyLen / 4, NO_BYTES, null, {
+    kind: 'sec-hmac', bufs: [], resident: true, hw, alg: h.name, keyWords: r.keyLen / 4, len: r.len,
+    keyAddr: r.keyLen > 0 ? r.key : 0, src: r.src, mac: r.mac,
+  });
 }
 
 /** A SEC HMAC request as plain data (PreparedJob.save). */
@@ -237,10 +313,13 @@ class HmacJob implements PreparedJob {
   private readonly src: number;
   private readonly mac: number;
   private readonly len: number;
+  private readonly resident: boolean;
+  produced = 0;
 
   constructor(ram: GuestRam, private readonly hw: HwVersion, private readonly h: HmacAlg,
     private readonly keyWords: number, key: Uint8Array, data: Uint8Array | null, saved?: HmacJobState) {
     this.bufs = new BufferSet(ram, saved?.bufs);
+    this.resident = saved?.resident === true;
     if (saved) {
       ({ keyAddr: this.keyAddr, src: this.src, mac: this.mac, len: this.len } = saved);
       return;
@@ -257,10 +336,12 @@ class HmacJob implements PreparedJob {
   }
 
   save(): HmacJobState {
-    return {
+    const st: HmacJobState = {
       kind: 'sec-hmac', bufs: this.bufs.addresses(), hw: this.hw, alg: this.h.name, keyWords: this.keyWords,
       len: this.len, keyAddr: this.keyAddr, src: this.src, mac: this.mac,
     };
+    if (this.resident) st.resident = true;
+    return st;
   }
 
   fill(sqe: Uint8Array): void {
@@ -286,6 +367,10 @@ class HmacJob implements PreparedJob {
 
   finish(sqe: Uint8Array): Uint8Array {
     checkDone(sqe, SEC_FLAG_AEAD);
+    if (this.resident) {
+      this.produced = this.h.digest;
+      return RESIDENT_DONE;
+    }
     return this.bufs.get(this.mac, this.h.digest);
   }
 

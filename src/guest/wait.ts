@@ -30,3 +30,17 @@ export function runUntilDone(sched: Scheduler, done: () => boolean, timeoutNs: n
   }
   return true;
 }
+
+/** A request whose `done` turns true when it finished (see runUntilSettled). */
+export interface Settles {
+  readonly done: boolean;
+}
+
+/** runUntilDone for one request's flag, without a predicate closure per wait. */
+export function runUntilSettled(sched: Scheduler, req: Settles, timeoutNs: number): boolean {
+  const deadline = sched.now + timeoutNs;
+  while (!req.done) {
+    if (sched.now > deadline || !sched.step()) return req.done;
+  }
+  return true;
+}

@@ -20,7 +20,7 @@ const {
   ZIP_REQ_DEFLATE, ZIP_REQ_GZIP, ZIP_REQ_ZLIB, ZIP_SOURCE_ADDR_H, ZIP_SOURCE_ADDR_L,
   ZIP_SQE_TYPE_SHIFT, ZIP_SQE_TYPE_V3, ZIP_STATUS_MASK, ZIP_ZLIB_HEAD, ZipStatus,
 } = Z;
-const { BufferSet, get32, put32 } = J;
+const { BufferSet, RESIDENT_DONE, get32, put32 } = J;
 const ZIP_OK = ZipStatus.OK;
 const ZIP_NC = ZipStatus.NEGATIVE_COMPRESSION;
 const ZIP_OVERFLOW = ZipStatus.OUTPUT_OVERFLOW;
@@ -92,10 +92,13 @@ abstract class ZipJob implements PreparedJob {
   protected src = 0;
   protected dst = 0;
   protected cap = 0;
+  protected readonly resident: boolean;
+  produced = 0;
 
   constructor(protected readonly ram: GuestRam, protected readonly format: ZipFormat, protected readonly inLen: number,
     saved?: ZipJobState) {
     this.bufs = new BufferSet(ram, saved?.bufs);
+    this.resident = saved?.resident === true;
     if (saved) {
       this.src = saved.src;
       this.dst = saved.dst;
@@ -109,10 +112,12 @@ abstract class ZipJob implements PreparedJob {
   }
 
   save(): ZipJobState {
-    return {
+    const st: ZipJobState = {
       kind: this.kind, bufs: this.bufs.addresses(), format: this.format, inLen: this.inLen,
       src: this.src, dst: this.dst, cap: this.cap, maxOutput: this.outputLimit,
     };
+    if (this.resident) st.resident = true;
+    return st;
   }
 
   fill(sqe: Uint8Array): void {
@@ -139,6 +144,10 @@ abstract class ZipJob implements PreparedJob {
     if (s !== ZIP_OK && s !== ZIP_NC) throw new KernelError('EIO', `ZIP ${what} failed, status 0x${s.toString(16)}`);
     const n = get32(sqe, ZIP_PRODUCED);
     if (n > this.cap) throw new KernelError('EIO', `ZIP produced ${n} bytes into a ${this.cap}-byte buffer`);
+    if (this.resident) {
+      this.produced = n;
+      return RESIDENT_DONE;
+    }
     const out = new Uint8Array(head.length + n);
     out.set(head, 0);
     if (n > 0) this.ram.mem.read(this.dst, out.subarray(head.length));
@@ -190,6 +199,7 @@ class DecompressJob extends ZipJob {
 
   finish(sqe: Uint8Array): Uint8Array | 'retry' {
     if ((sqe[ZIP_DW3]! & ZIP_STATUS_MASK) === ZIP_OVERFLOW) {
+      if (this.resident) throw new KernelError('EOVERFLOW', `decompressed data exceeds the ${this.cap}-byte buffer`);
       if (this.cap >= this.maxOutput) throw new KernelError('EOVERFLOW', `decompressed data exceeds ${this.maxOutput} bytes`);
       this.bufs.drop(this.dst);
       this.cap = Math.min(this.maxOutput, this.cap * 8);
@@ -213,6 +223,37 @@ export function prepareDecompress(ram: GuestRam, data: Uint8Array, format: ZipFo
   const body = data.subarray(skip);
   if (body.length > ZIP_MAX_LENGTH) fail('EINVAL', `input of ${body.length} bytes exceeds the ${ZIP_MAX_LENGTH}-byte request limit`);
   return new DecompressJob(ram, body, format, maxOutput);
+}
+
+/**
+ * A raw-deflate request over buffers the caller keeps in guest RAM (see Accel.runAt): `len`
+ * input bytes at `src`, output into `cap` bytes at `dst`. zlib and gzip need the driver to
+ * write or strip a header around the engine's body, which a resident buffer has no room
+ * for: EINVAL. Decompressed data that does not fit `cap` is EOVERFLOW (no retry).
+ */
+export interface ZipAt {
+  op: 'compress' | 'decompress';
+  format: ZipFormat;
+  src: number;
+  len: number;
+  dst: number;
+  cap: number;
+}
+
+export function prepareZipAt(ram: GuestRam, r: ZipAt): PreparedJob {
+  if (checkFormat(r.format) !== 'deflate') fail('EINVAL', `resident ZIP requests are raw deflate (got ${r.format})`);
+  if (!Number.isSafeInteger(r.len) || r.len < 0 || r.len > ZIP_MAX_LENGTH) fail('EINVAL', `input length ${String(r.len)} is outside 0..${ZIP_MAX_LENGTH}`);
+  if (!Number.isSafeInteger(r.cap) || r.cap < 1 || r.cap > ZIP_MAX_LENGTH) fail('EINVAL', `output room ${String(r.cap)} is outside 1..${ZIP_MAX_LENGTH}`);
+  for (const [a, what] of [[r.src, 'src'], [r.dst, 'dst']] as const) {
+    if (!Number.isSafeInteger(a) || a <= 0) fail('EINVAL', `${what} must be a guest address (got ${String(a)})`);
+  }
+  const st: ZipJobState = {
+    kind: r.op === 'decompress' ? 'zip-decompress' : 'zip-compress', bufs: [], resident: true, format: 'deflate',
+    inLen: r.len, src: r.src, dst: r.dst, cap: r.cap, maxOutput: r.cap,
+  };
+  if (r.op === 'compress') return new CompressJob(ram, null, 'deflate', st);
+  if (r.op === 'decompress') return new DecompressJob(ram, null, 'deflate', r.cap, st);
+  return fail('EINVAL', `unknown ZIP operation '${String(r.op)}'`);
 }
 
 /** Rebuilds a saved ZIP request over the same guest RAM (its buffers are still allocated). */

@@ -13,6 +13,13 @@ export interface DmaPort {
   read(iova: number, dst: Uint8Array): boolean;
   /** Copies `src` to `iova`. Writes mark the touched pages dirty in any active tracker. */
   write(iova: number, src: Uint8Array): boolean;
+  /**
+   * Optional zero-copy read: a live view of `len` bytes at `iova` when the whole range is
+   * readable and backed by one piece of memory, else null (then use `read`, which also
+   * records any fault). The view is valid only until the device's current request ends and
+   * is never written through (writes go through `write`, which dirty tracking sees).
+   */
+  readView?(iova: number, len: number): Uint8Array | null;
 }
 
 /** Who issued an MMIO or config access; recorded in the device's audit log. */

@@ -22,6 +22,11 @@ export const MEM_MAX_SIZE = 2 ** 52;
 const PAGES_PER_CHUNK = MEM_CHUNK_SIZE / PAGE_SIZE;
 const ZERO_CHUNK = Buffer.alloc(MEM_CHUNK_SIZE);
 const scratch = new Uint8Array(8);
+/**
+ * Reads up to this many bytes are copied by a loop: cheaper than the view object `set`
+ * needs, for the SQEs, CQEs and keys that make up most accesses.
+ */
+const SMALL_COPY = 256;
 
 export interface SparseMemoryOptions {
   /** Allocate all storage now as one buffer (enables flatView). */
@@ -128,8 +133,9 @@ export class SparseMemory {
       const off = a - idx * MEM_CHUNK_SIZE;
       const n = Math.min(left, MEM_CHUNK_SIZE - off);
       const c = this.chunkIfBacked(idx);
-      if (c !== undefined) dst.set(c.subarray(off, off + n), o);
-      else dst.fill(0, o, o + n);
+      if (c === undefined) dst.fill(0, o, o + n);
+      else if (n <= SMALL_COPY) for (let i = 0; i < n; i++) dst[o + i] = c[off + i]!;
+      else dst.set(c.subarray(off, off + n), o);
       a += n;
       o += n;
       left -= n;
@@ -353,6 +359,22 @@ export class SparseMemory {
     const n = Math.min(PAGE_SIZE, this.size - addr);
     this.read(addr, dst.subarray(0, n));
     if (n < PAGE_SIZE) dst.fill(0, n, PAGE_SIZE);
+  }
+
+  /**
+   * A live view of [addr, addr+len) when the range lies in storage that is one piece (a
+   * contiguous memory, or a single backed chunk), else null: the caller then copies with
+   * `read`. For a device's zero-copy reads: the view must not be kept past the access, and
+   * writes must still go through `write` so dirty tracking sees them.
+   */
+  view(addr: number, len: number): Uint8Array | null {
+    this.check(addr, len);
+    if (this.flat !== null) return this.flat.subarray(addr, addr + len);
+    const idx = Math.floor(addr / MEM_CHUNK_SIZE);
+    const off = addr - idx * MEM_CHUNK_SIZE;
+    if (off + len > MEM_CHUNK_SIZE) return null;
+    const c = this.chunkIfBacked(idx);
+    return c === undefined ? null : c.subarray(off, off + len);
   }
 
   /** A live view of [addr, addr+len) of a contiguous memory. */

@@ -8,19 +8,31 @@
  */
 export type Task = () => void;
 
-interface Entry {
-  due: number;
-  seq: number;
-  task: Task;
-  cancelled: boolean;
-}
-
 export interface TimerHandle {
   cancel(): void;
 }
 
+/**
+ * The handle `schedule` returns: the event's sequence number and a prototype method, so
+ * queueing an event creates no closure. Cancelling an event that already ran does nothing.
+ */
+class Timer implements TimerHandle {
+  constructor(private readonly sched: Scheduler, readonly id: number) {}
+  cancel(): void {
+    this.sched.cancelEvent(this.id);
+  }
+}
+
+/**
+ * The queue is a binary min-heap kept in three parallel arrays (due time, sequence number,
+ * task) ordered by (due, seq): no object per event besides the returned handle, and a
+ * cancelled event is its task slot set to null, skipped when it reaches the top.
+ */
 export class Scheduler {
-  private heap: Entry[] = [];
+  private readonly dues: number[] = [];
+  private readonly seqs: number[] = [];
+  private readonly tasks: (Task | null)[] = [];
+  private cancelledInHeap = 0;
   private seq = 0;
   private nowNs = 0;
   /** Tasks executed since creation (useful for progress guards in tests). */
@@ -33,27 +45,39 @@ export class Scheduler {
 
   /** Queues `task` to run `delayNs` after now (0 = as soon as the loop runs). */
   schedule(delayNs: number, task: Task): TimerHandle {
-    const e: Entry = { due: this.nowNs + Math.max(0, delayNs), seq: this.seq++, task, cancelled: false };
-    this.push(e);
-    return { cancel: () => { e.cancelled = true; } };
+    const id = this.seq++;
+    this.push(this.nowNs + (delayNs > 0 ? delayNs : 0), id, task);
+    return new Timer(this, id);
+  }
+
+  /** Drops the queued event with sequence number `id`; nothing when it already ran. */
+  cancelEvent(id: number): void {
+    const seqs = this.seqs;
+    for (let i = 0; i < seqs.length; i++) {
+      if (seqs[i] !== id) continue;
+      if (this.tasks[i] !== null) {
+        this.tasks[i] = null;
+        this.cancelledInHeap++;
+      }
+      return;
+    }
   }
 
   /** Number of queued (not cancelled) tasks. */
   get pending(): number {
-    let n = 0;
-    for (const e of this.heap) if (!e.cancelled) n++;
-    return n;
+    return this.tasks.length - this.cancelledInHeap;
   }
 
   /** Runs one due-ordered task, moving time forward to it. Returns false when idle. */
   step(): boolean {
     for (;;) {
-      const e = this.pop();
-      if (!e) return false;
-      if (e.cancelled) continue;
-      if (e.due > this.nowNs) this.nowNs = e.due;
+      if (this.tasks.length === 0) return false;
+      const due = this.dues[0]!;
+      const task = this.pop();
+      if (task === null) continue;
+      if (due > this.nowNs) this.nowNs = due;
       this.executed++;
-      e.task();
+      task();
       return true;
     }
   }
@@ -74,8 +98,8 @@ export class Scheduler {
   advance(ns: number): void {
     const target = this.nowNs + Math.max(0, ns);
     for (;;) {
-      const top = this.peek();
-      if (!top || top.due > target) break;
+      this.dropCancelledTop();
+      if (this.tasks.length === 0 || this.dues[0]! > target) break;
       this.step();
     }
     this.nowNs = target;
@@ -91,45 +115,62 @@ export class Scheduler {
     return true;
   }
 
-  private peek(): Entry | undefined {
-    while (this.heap.length && this.heap[0]!.cancelled) this.pop();
-    return this.heap[0];
+  private dropCancelledTop(): void {
+    while (this.tasks.length !== 0 && this.tasks[0] === null) this.pop();
   }
 
-  private less(a: Entry, b: Entry): boolean {
-    return a.due < b.due || (a.due === b.due && a.seq < b.seq);
-  }
-
-  private push(e: Entry): void {
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
+  private push(due: number, seq: number, task: Task): void {
+    const d = this.dues;
+    const s = this.seqs;
+    const t = this.tasks;
+    // sift up with a hole: parents move down until the new event's place is found
+    let i = t.length;
+    d.push(due);
+    s.push(seq);
+    t.push(task);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.less(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
+      const pd = d[p]!;
+      if (pd < due || (pd === due && s[p]! < seq)) break;
+      d[i] = pd;
+      s[i] = s[p]!;
+      t[i] = t[p]!;
       i = p;
     }
+    d[i] = due;
+    s[i] = seq;
+    t[i] = task;
   }
 
-  private pop(): Entry | undefined {
-    const h = this.heap;
-    if (h.length === 0) return undefined;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
+  /** Removes the top event and returns its task (null when it was cancelled). */
+  private pop(): Task | null {
+    const d = this.dues;
+    const s = this.seqs;
+    const t = this.tasks;
+    const top = t[0]!;
+    if (top === null) this.cancelledInHeap--;
+    const lastD = d.pop()!;
+    const lastS = s.pop()!;
+    const lastT = t.pop()!;
+    const n = t.length;
+    if (n > 0) {
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
-        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
+        let m = l;
+        if (r < n && (d[r]! < d[l]! || (d[r] === d[l] && s[r]! < s[l]!))) m = r;
+        const md = d[m]!;
+        if (lastD < md || (lastD === md && lastS < s[m]!)) break;
+        d[i] = md;
+        s[i] = s[m]!;
+        t[i] = t[m]!;
         i = m;
       }
+      d[i] = lastD;
+      s[i] = lastS;
+      t[i] = lastT;
     }
     return top;
   }

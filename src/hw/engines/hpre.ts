@@ -7,29 +7,19 @@
  * to [31:30] = 3. The output (key_bytes) is written only on success, in one DMA write.
  */
 import type { Engine, EngineContext } from './engine.js';
-import { rd16, rd32, rd64, wr32 } from './bytes.js';
-import { bigIntToBytes, bytesToBigInt, modPow } from './bigint-math.js';
-import {
-  HPRE_ALG_DH,
-  HPRE_ALG_DH_G2,
-  HPRE_ALG_MASK,
-  HPRE_ALG_NC_CRT,
-  HPRE_ALG_NC_NCRT,
-  HPRE_DH_KEY_BYTES,
-  HPRE_DONE_COMPLETE,
-  HPRE_DONE_SHIFT,
-  HPRE_DW0,
-  HPRE_ETYPE_MASK,
-  HPRE_ETYPE_SHIFT,
-  HPRE_IN,
-  HPRE_KEY,
-  HPRE_OUT,
-  HPRE_RSA_KEY_BYTES,
-  HPRE_SQE_SIZE,
-  HPRE_TAG,
-  HPRE_TASK_LEN1,
-  HpreEtype,
-} from './hpre-sqe.js';
+import * as Bytes from './bytes.js';
+import * as BigMath from './bigint-math.js';
+import * as HpreSqe from './hpre-sqe.js';
+
+// Imported values bound to module-local constants: under the tsx/vitest module transforms
+// every access to an imported binding is a getter call, too slow for the per-SQE paths.
+const { rd16, rd32, rd64, wr32 } = Bytes;
+const { bigIntToBytes, bytesToBigInt, modPow } = BigMath;
+const {
+  HPRE_ALG_DH, HPRE_ALG_DH_G2, HPRE_ALG_MASK, HPRE_ALG_NC_CRT, HPRE_ALG_NC_NCRT, HPRE_DH_KEY_BYTES,
+  HPRE_DONE_COMPLETE, HPRE_DONE_SHIFT, HPRE_DW0, HPRE_ETYPE_MASK, HPRE_ETYPE_SHIFT, HPRE_IN, HPRE_KEY,
+  HPRE_OUT, HPRE_RSA_KEY_BYTES, HPRE_SQE_SIZE, HPRE_TAG, HPRE_TASK_LEN1, HpreEtype
+} = HpreSqe;
 
 export class HpreEngine implements Engine {
   readonly kind = 'hpre' as const;

@@ -21,10 +21,17 @@
 import { createCipheriv, createDecipheriv, createHmac, getCiphers, timingSafeEqual } from 'node:crypto';
 import type { Engine, EngineContext } from './engine.js';
 import type { HwVersion } from '../profile.js';
-import { rd16, rd32, rd64, wr16 } from './bytes.js';
-import { hwAtLeast } from './hw-version.js';
-import { BufferStatus, DataBuffer, Scratch, describeBuffer } from './sgl.js';
-import * as S from './sec-sqe.js';
+import * as Bytes from './bytes.js';
+import * as HwVer from './hw-version.js';
+import * as Sgl from './sgl.js';
+import * as SecSqe from './sec-sqe.js';
+
+// Imported values bound to module-local constants: under the tsx/vitest module transforms
+// every access to an imported binding is a getter call, too slow for the per-SQE paths.
+const { rd16, rd32, rd64, wr16 } = Bytes;
+const { hwAtLeast } = HwVer;
+const { BufferStatus, DataBuffer, Scratch, describeBuffer } = Sgl;
+const S = { ...SecSqe };
 
 /** One decoded BD; reused across requests. */
 interface SecRequest {
@@ -287,8 +294,13 @@ export class SecEngine implements Engine {
         if (!dma.read(r.macAddr, expected)) return E.DMA_READ;
       }
     }
-    const work = this.scratch.take(hi - lo);
-    if (!this.src.read(dma, lo, work)) return E.DMA_READ;
+    // Zero-copy when the port can lend the source: everything below reads `work` before the
+    // first write, so an in-place request (dst == src) still sees its original input.
+    let work: Uint8Array | null = this.src.view(dma, lo, hi - lo);
+    if (work === null) {
+      work = this.scratch.take(hi - lo);
+      if (!this.src.read(dma, lo, work)) return E.DMA_READ;
+    }
 
     let cOut: Buffer | undefined;
     if (cipher && cKey) {
@@ -333,7 +345,7 @@ export class SecEngine implements Engine {
 }
 
 /** Bytes [from, to) of `b`; `b` itself when that is all of it (the usual single-range BD). */
-function span(b: Buffer, from: number, to: number): Buffer {
+function span(b: Uint8Array, from: number, to: number): Uint8Array {
   return from === 0 && to === b.length ? b : b.subarray(from, to);
 }
 

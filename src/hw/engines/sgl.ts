@@ -20,7 +20,11 @@
  * stream, i.e. the concatenation of all entries in chain order.
  */
 import type { DmaPort } from '../dma.js';
-import { rd16, rd32, rd64 } from './bytes.js';
+import * as Bytes from './bytes.js';
+
+// Imported values bound to module-local constants: under the tsx/vitest module transforms
+// every access to an imported binding is a getter call, too slow for the per-SQE paths.
+const { rd16, rd32, rd64 } = Bytes;
 
 export const SGL_HEADER_SIZE = 64;
 export const SGL_NEXT_DMA = 0;
@@ -105,6 +109,15 @@ export class DataBuffer {
     if (dst.length === 0) return true;
     if (this.flat) return dma.read(this.flatBase + offset, dst);
     return this.transfer(dma, offset, dst, false);
+  }
+
+  /**
+   * `len` bytes at logical `offset` as a live view of memory, when the port offers one and
+   * the bytes are one flat piece; null otherwise (read a copy). Caller checks capacity first.
+   */
+  view(dma: DmaPort, offset: number, len: number): Uint8Array | null {
+    if (!this.flat || len === 0 || dma.readView === undefined) return null;
+    return dma.readView(this.flatBase + offset, len);
   }
 
   /** Copies src to logical `offset`. Caller checks capacity first. */

@@ -17,41 +17,21 @@
  */
 import * as zlib from 'node:zlib';
 import type { Engine, EngineContext } from './engine.js';
-import { rd32, wr32 } from './bytes.js';
-import { BufferStatus, DataBuffer, Scratch, describeBuffer } from './sgl.js';
-import {
-  ZIP_ALG_COMPRESS,
-  ZIP_ALG_DECOMPRESS,
-  ZIP_BUF_FLAT,
-  ZIP_BUF_SGL,
-  ZIP_BUF_TYPE_MASK,
-  ZIP_BUF_TYPE_SHIFT,
-  ZIP_CONSUMED,
-  ZIP_DEST_ADDR_H,
-  ZIP_DEST_ADDR_L,
-  ZIP_DEST_AVAIL_OUT,
-  ZIP_DW3,
-  ZIP_DW7,
-  ZIP_DW8,
-  ZIP_DW9,
-  ZIP_INPUT_DATA_LENGTH,
-  ZIP_MAX_LENGTH,
-  ZIP_PRODUCED,
-  ZIP_REQ_DEFLATE,
-  ZIP_REQ_GZIP,
-  ZIP_REQ_TYPE_MASK,
-  ZIP_REQ_ZLIB,
-  ZIP_SGE_OFFSET_MASK,
-  ZIP_SOURCE_ADDR_H,
-  ZIP_SOURCE_ADDR_L,
-  ZIP_SQE_SIZE,
-  ZIP_SQE_TYPE_SHIFT,
-  ZIP_SQE_TYPE_V1,
-  ZIP_SQE_TYPE_V3,
-  ZIP_TAG_DW13,
-  ZIP_TAG_DW26,
-  ZipStatus,
-} from './zip-sqe.js';
+import * as Bytes from './bytes.js';
+import * as Sgl from './sgl.js';
+import * as ZipSqe from './zip-sqe.js';
+
+// Imported values bound to module-local constants: under the tsx/vitest module transforms
+// every access to an imported binding is a getter call, too slow for the per-SQE paths.
+const { rd32, wr32 } = Bytes;
+const { BufferStatus, DataBuffer, Scratch, describeBuffer } = Sgl;
+const {
+  ZIP_ALG_COMPRESS, ZIP_ALG_DECOMPRESS, ZIP_BUF_FLAT, ZIP_BUF_SGL, ZIP_BUF_TYPE_MASK, ZIP_BUF_TYPE_SHIFT,
+  ZIP_CONSUMED, ZIP_DEST_ADDR_H, ZIP_DEST_ADDR_L, ZIP_DEST_AVAIL_OUT, ZIP_DW3, ZIP_DW7, ZIP_DW8, ZIP_DW9,
+  ZIP_INPUT_DATA_LENGTH, ZIP_MAX_LENGTH, ZIP_PRODUCED, ZIP_REQ_DEFLATE, ZIP_REQ_GZIP, ZIP_REQ_TYPE_MASK,
+  ZIP_REQ_ZLIB, ZIP_SGE_OFFSET_MASK, ZIP_SOURCE_ADDR_H, ZIP_SOURCE_ADDR_L, ZIP_SQE_SIZE,
+  ZIP_SQE_TYPE_SHIFT, ZIP_SQE_TYPE_V1, ZIP_SQE_TYPE_V3, ZIP_TAG_DW13, ZIP_TAG_DW26, ZipStatus
+} = ZipSqe;
 
 /** node:zlib's own zlib header for the default level; body starts right after it. */
 const ZLIB_HEAD_LEN = 2;
@@ -142,10 +122,16 @@ export class ZipEngine implements Engine {
     const compress = ctx.algType === ZIP_ALG_COMPRESS;
     // zlib decompression borrows node's header check: reserve room to prepend the header.
     const lead = !compress && reqType === ZIP_REQ_ZLIB ? ZLIB_HEAD_LEN : 0;
-    const input = this.scratch.take(lead + inLen);
-    if (!this.src.read(dma, inOff, input.subarray(lead))) {
-      out.status = ZipStatus.DMA_READ_FAULT;
-      return;
+    // Zero-copy when the port can lend the source (not when a header must be prepended):
+    // node:zlib finishes with the input before the output is written back.
+    let input: Uint8Array | null = lead === 0 ? this.src.view(dma, inOff, inLen) : null;
+    if (input === null) {
+      const staged = this.scratch.take(lead + inLen);
+      if (!this.src.read(dma, inOff, staged.subarray(lead))) {
+        out.status = ZipStatus.DMA_READ_FAULT;
+        return;
+      }
+      input = staged;
     }
 
     let output: Uint8Array;
@@ -210,7 +196,7 @@ function chunkGuess(inLen: number, ratio: number, limit: number): number {
 }
 
 /** Compressed stream without the zlib/gzip header (see ZIP_REQ_* in zip-sqe.ts). */
-function compressBody(reqType: number, input: Buffer, chunkSize: number): Uint8Array {
+function compressBody(reqType: number, input: Uint8Array, chunkSize: number): Uint8Array {
   const opts = { chunkSize };
   switch (reqType) {
     case ZIP_REQ_ZLIB:
@@ -228,7 +214,7 @@ interface Decompressed {
   consumed?: number;
 }
 
-function decompressBody(reqType: number, input: Buffer, bound: number, chunkSize: number): Decompressed {
+function decompressBody(reqType: number, input: Uint8Array, bound: number, chunkSize: number): Decompressed {
   // node rejects maxOutputLength 0; an empty stream still fits a bound of 1 and is checked below.
   const opts = { info: true, maxOutputLength: Math.max(1, bound), chunkSize };
   try {
