@@ -40,6 +40,17 @@ describe('the known-bug register', () => {
 });
 
 describe('bugs the fuzzer found stay fixed', () => {
+  it('cq-doorbell-storm: a hostile CQC whose tail is not its head no longer makes CQ doorbell and EQE chase each other in zero time', () => {
+    const ctx = guestCampaign.setup();
+    const rec = new Recorder();
+    guestCampaign.apply(ctx, { op: 'sqe', q: 3, slot: 2, tail: 2, sqe: hexBytes('000000000000000000000000000000003c1100000000000000000000000000d000000000010000000000000000000000000000000000000073a1d12a0000000000000000000000008090ed0000000000c05f230000000000000000000000000000000000000000008aaf0ba90000000000000000000000000000000000000000') }, rec);
+    guestCampaign.apply(ctx, { op: 'mb', cmd: 1, read: false, queue: 1, addr: 0x100000, ctx: hexBytes('0000000000001000000000003f40000000000000000000003f000100e149f646') }, rec);
+    guestCampaign.apply(ctx, { op: 'run', n: 200 }, rec);
+    // Before the fix the guest took more than 2000 MSIs within the mailbox input (a 'livelock'
+    // violation of the storm guard): the priority-1 CQ doorbell re-issued the EQE at once.
+    expect(rec.pending).toEqual([]);
+  });
+
   it('dmalog-report-unbounded-scratch: a REPORT of 2^40 bytes at 1 GiB pages holds bounded memory and is still exact', () => {
     const ctx = dmalogCampaign.setup();
     const rec = new Recorder();

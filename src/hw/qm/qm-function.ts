@@ -142,6 +142,13 @@ export interface FunctionSnapshot {
  * loop from spinning in zero simulated time].
  */
 export const EQ_REARM_NS = 1000;
+/**
+ * Ceiling of the re-raise delay. A doorbell that moved neither head nor tail since the last one
+ * (the driver found nothing to consume) doubles the delay up to this, as interrupt moderation
+ * would: a ring the driver cannot read (a hostile or stale EQC) then costs a few interrupts
+ * per millisecond instead of one per microsecond forever. Progress resets it to EQ_REARM_NS.
+ */
+export const EQ_REARM_MAX_NS = 256_000;
 
 const NO_DMA: DmaPort = { read: () => false, write: () => false };
 
@@ -194,6 +201,8 @@ export class QmFunction implements QpHost, MailboxClient {
   private removed = false;
   /** Bit per vector: an EQ/AEQ re-raise is scheduled (see eqDoorbell). */
   private rearmPending = 0;
+  /** Per vector (EQ, AEQ): the next re-raise delay and head/tail at the last doorbell. */
+  private readonly rearm = { delay: [EQ_REARM_NS, EQ_REARM_NS], head: [-1, -1], tail: [-1, -1] };
   private readonly ctxBuf = new Uint8Array(SQC_SIZE);
   /** Staging for write-back bursts (grown to qp_num contexts on first use). */
   private wbBuf = new Uint8Array(0);
@@ -346,6 +355,7 @@ export class QmFunction implements QpHost, MailboxClient {
     this.wbPending = false;
     this.pausedFlag = false;
     this.rearmPending = 0;
+    this.resetRearm();
     this.epoch++;
     if (!this.isPf) this.dev.ifc.resetVf(this.index);
     for (const [off, val] of this.resetOverrides) this.applyResetValue(off, val);
@@ -587,15 +597,27 @@ export class QmFunction implements QpHost, MailboxClient {
     // It comes EQ_REARM_NS later through the scheduler, never inside the doorbell write: a
     // guest whose ring shows no entry of the current phase (a hostile or stale EQC) would
     // otherwise ring, be interrupted and ring again without simulated time ever moving.
-    if (q.tail !== q.head && q.head < q.depth && q.tail < q.depth) this.scheduleRearm(vec);
+    const r = this.rearm;
+    const k = vec === Vector.EQ ? 0 : 1;
+    if (q.head !== r.head[k] || q.tail !== r.tail[k]) r.delay[k] = EQ_REARM_NS;
+    else r.delay[k] = Math.min(r.delay[k]! * 2, EQ_REARM_MAX_NS);
+    r.head[k] = q.head;
+    r.tail[k] = q.tail;
+    if (q.tail !== q.head && q.head < q.depth && q.tail < q.depth) this.scheduleRearm(vec, r.delay[k]!);
   }
 
-  private scheduleRearm(vec: number): void {
+  private resetRearm(): void {
+    const r = this.rearm;
+    r.delay[0] = r.delay[1] = EQ_REARM_NS;
+    r.head[0] = r.head[1] = r.tail[0] = r.tail[1] = -1;
+  }
+
+  private scheduleRearm(vec: number, delayNs: number): void {
     const bit = 1 << vec;
     if ((this.rearmPending & bit) !== 0) return; // one re-raise in flight per vector
     this.rearmPending |= bit;
     const ep = this.epoch;
-    this.dev.scheduler.schedule(EQ_REARM_NS, () => {
+    this.dev.scheduler.schedule(delayNs, () => {
       if (ep !== this.epoch) return;
       this.rearmPending &= ~bit;
       const q = vec === Vector.EQ ? this.eq : this.aeq;
@@ -663,6 +685,16 @@ export class QmFunction implements QpHost, MailboxClient {
       this.eq.overflowReported = true;
       this.emitAeqe(qn, AeqeType.EQ_OVERFLOW);
     }
+  }
+
+  deferEqe(qp: Qp, delayNs: number): void {
+    if (qp.cqRenotifyPending) return;
+    qp.cqRenotifyPending = true;
+    this.dev.scheduler.schedule(delayNs, () => {
+      qp.cqRenotifyPending = false;
+      // Re-checked at delivery: the qp may be gone, or software consumed everything since.
+      if (!qp.dead && !this.removed && qp.ready && qp.cqHead !== qp.cqTail) this.emitEqe(qp.qn);
+    });
   }
 
   emitAeqe(qn: number, type: number): void {

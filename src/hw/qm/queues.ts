@@ -45,6 +45,8 @@ export interface QpHost {
   readonly engine: Engine;
   readonly paused: boolean;
   emitEqe(qn: number): void;
+  /** The EQE for a CQ whose doorbell changed nothing, `delayNs` later (see cqDoorbell). */
+  deferEqe(qp: Qp, delayNs: number): void;
   emitAeqe(qn: number, type: number): void;
   readonly stats: QueueStats;
   readonly sqeBuf: Uint8Array;
@@ -131,6 +133,12 @@ export class Qp {
   cqBase = 0;
   /** CQC dw6 as loaded, with bit0 (phase) and bit1 (c_flag) kept live. */
   cqDw6 = 0;
+  /** Head and tail at the last priority-1 CQ doorbell, and the next re-notify delay. */
+  cqDbHead = -1;
+  cqDbTail = -1;
+  cqRenotifyNs = 0;
+  /** A deferred EQE for this CQ is scheduled. */
+  cqRenotifyPending = false;
 
   /** STOP_QP: doorbells are ignored until the SQC is reloaded. */
   stopped = false;
@@ -351,10 +359,27 @@ export function cqDoorbell(host: QpHost, qp: Qp, index: number, priority: number
   qp.cqHead = index;
   if (priority & 1) {
     if (qp.cqHead !== qp.cqTail) {
-      host.emitEqe(qp.qn);
+      // Unconsumed CQEs are notified again. When the doorbell moved nothing since the last
+      // one (software found no CQE of the current phase: a hostile or stale CQC), the EQE
+      // comes later, with a delay that doubles up to EQ_REARM_MAX_NS, so a driver that rings
+      // from its own completion handler cannot loop in zero simulated time.
+      if (qp.cqHead !== qp.cqDbHead || qp.cqTail !== qp.cqDbTail) {
+        qp.cqRenotifyNs = 0;
+        host.emitEqe(qp.qn);
+      } else {
+        qp.cqRenotifyNs = qp.cqRenotifyNs === 0 ? CQ_RENOTIFY_NS : Math.min(qp.cqRenotifyNs * 2, CQ_RENOTIFY_MAX_NS);
+        host.deferEqe(qp, qp.cqRenotifyNs);
+      }
+      qp.cqDbHead = qp.cqHead;
+      qp.cqDbTail = qp.cqTail;
     } else {
       qp.cFlag = true;
+      qp.cqDbHead = qp.cqDbTail = -1;
     }
   }
   return true;
 }
+
+/** First delay of a CQ re-notification that made no progress, and its ceiling. */
+export const CQ_RENOTIFY_NS = 1000;
+export const CQ_RENOTIFY_MAX_NS = 256_000;
