@@ -264,10 +264,25 @@ export class IommuDomain {
       p = {
         read: (iova: number, dst: Uint8Array) => this.access(requesterId, iova, dst, false),
         write: (iova: number, src: Uint8Array) => this.access(requesterId, iova, src, true),
+        readView: (iova: number, len: number) => this.view(iova, len),
       };
       this.ports.set(requesterId, p);
     }
     return p;
+  }
+
+  /**
+   * Zero-copy read for an engine's source: a live view when [iova, iova+len) lies in one
+   * readable extent whose memory can lend it. Null otherwise; the caller's read() then does
+   * the access, and records any fault, as usual.
+   */
+  private view(iova: number, len: number): Uint8Array | null {
+    if (!Number.isInteger(iova) || iova < 0 || !Number.isInteger(len) || len <= 0) return null;
+    const i = this.indexOf(iova);
+    if (i < 0) return null;
+    const e = this.ext[i]!;
+    if ((e.perm & IOMMU_READ) === 0 || iova + len > e.end) return null;
+    return e.mem.view(e.memOffset + (iova - e.iova), len);
   }
 
   /**

@@ -127,6 +127,12 @@ export class PciFunction {
       const up = this.dmaPath(iova, src.length, true);
       return up !== undefined && up.write(iova, src);
     },
+    // No stats here: a refused view is followed by read(), which counts a blocked DMA.
+    readView: (iova: number, len: number): Uint8Array | null => {
+      if (this.gateEpoch !== ConfigSpace.epoch) this.refreshGates();
+      if (!this.masterGate || this.upstream === undefined) return null;
+      return this.upstream.readView?.(iova, len) ?? null;
+    },
   };
 
   protected barSizeList: number[];

@@ -1,6 +1,10 @@
 import type { MsiSink } from '../dma.js';
 import type { ConfigSpace } from './config-space.js';
-import {
+import * as Regs from './regs.js';
+
+// Bound once: under tsx every use of an imported binding is a getter call, and MSI delivery
+// runs on every completion.
+const {
   PCI_CAP_ID_MSI,
   PCI_MSI_64_PVM_SIZEOF,
   PCI_MSI_ADDRESS_HI,
@@ -14,7 +18,7 @@ import {
   PCI_MSI_FLAGS_QSIZE,
   PCI_MSI_MASK_64,
   PCI_MSI_PENDING_64,
-} from './regs.js';
+} = Regs;
 
 export interface MsiStats {
   /** Messages sent to the sink. */
