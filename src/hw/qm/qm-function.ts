@@ -226,6 +226,7 @@ export class QmFunction implements QpHost, MailboxClient {
     this.dma = {
       read: (iova, dst) => this.port.read(iova, dst),
       write: (iova, src) => this.port.write(iova, src),
+      readView: (iova, len) => this.port.readView?.(iova, len) ?? null,
     };
     this.resetOverrides = Object.entries(dev.profile.resetValues ?? {})
       .map(([k, v]) => [Number.parseInt(k, 16), Number(v) >>> 0] as [number, number])
