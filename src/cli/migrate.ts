@@ -71,6 +71,8 @@ export async function runMigrate(opts: MigrateOptions, streams: CliStreams): Pro
         verified: v.ok,
         migrated: report.ok,
         guest_runs_on: report.guestRunsOn,
+        handover: report.handover,
+        handover_note: report.handoverNote ?? null,
         downtime_us: report.ok && report.downtime ? report.downtime.totalNs / 1000 : null,
         total_ms: report.totalNs / 1e6,
         precopy_iterations: report.iterations.length,

@@ -18,7 +18,11 @@
  *
  * Any problem before that point tears down without starting: data fds closed, devices reset
  * (so no loaded state ever runs), vCPUs left stopped. The result goes back to the source on
- * the return path either way.
+ * the return path either way, and it matters most after the end of the stream: reading that
+ * end acknowledges it to the source (transport/base.ts), which from then on leaves the guest
+ * to this side and takes it back only on an explicit failure result. So the guest starts
+ * here only after the whole stream loaded and checked out, and whenever it will not start,
+ * the failure result says so.
  */
 import { performance } from 'node:perf_hooks';
 import { PAGE_SIZE } from '../../mem/sparse-memory.js';

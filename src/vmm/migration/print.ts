@@ -43,9 +43,14 @@ export function sourceLines(r: SourceReport): string[] {
     const f = r.final;
     L.push(`  stop-copy  final ${f.pages} pages (${f.ringEntries} ring entries, ${f.devicePages} device-dirty, ${f.backupPages} from the backup bitmap) ${fmtBytes(f.bytes)}; device state ${f.deviceBytes} B; CPU state ${fmtBytes(r.cpuStateBytes)}; config ${r.configBytes} B`);
   }
+  if (r.ok && r.handover === 'unconfirmed') {
+    L.push(`  handover   UNCONFIRMED: ${r.handoverNote ?? 'no result from the destination'}`);
+  }
   if (r.ok && r.downtime) {
     const d = r.downtime;
-    L.push(`  downtime   ${fmtNs(d.totalNs)} (source ${fmtNs(d.sourceNs)} + link ${fmtNs(d.transferNs)} + destination ${fmtNs(d.destinationNs)}); wall: source ${fmtUs(d.sourceWallUs)}, destination ${fmtUs(d.destinationWallUs)}`);
+    L.push(r.handover === 'unconfirmed'
+      ? `  downtime   at least ${fmtNs(d.totalNs)} (source ${fmtNs(d.sourceNs)} + link ${fmtNs(d.transferNs)} + destination unknown); wall: source ${fmtUs(d.sourceWallUs)}`
+      : `  downtime   ${fmtNs(d.totalNs)} (source ${fmtNs(d.sourceNs)} + link ${fmtNs(d.transferNs)} + destination ${fmtNs(d.destinationNs)}); wall: source ${fmtUs(d.sourceWallUs)}, destination ${fmtUs(d.destinationWallUs)}`);
     L.push(`  total      ${fmtNs(r.totalNs)} simulated (${fmtUs(r.totalWallUs)} wall, ${fmtUs(r.guestWallUs ?? 0)} of it simulating the running guest); RAM sent ${r.ramPagesSent} pages, ${fmtBytes(r.ramBytesSent)}; device ${r.deviceBytes} B; stream ${fmtBytes(r.streamBytes)}`);
   }
   if (!r.ok && r.failure) {
@@ -104,6 +109,7 @@ export function demoJson(r: DemoResult): Record<string, unknown> {
   return {
     verified: r.verification.ok,
     migrated: s.ok,
+    handover: s.handover,
     downtime_us: s.downtime && s.ok ? s.downtime.totalNs / 1000 : null,
     downtime_wall_us: s.downtime && s.ok
       ? {

@@ -112,8 +112,22 @@ export interface SourceReport {
   recovery: string[];
   /** Problems tearing down the source after a successful switchover (the guest is not affected). */
   cleanup: string[];
-  /** The guest runs on the source again (after a failure) or on the destination (success). */
+  /**
+   * The guest runs on the source again (after a failure) or on the destination (success;
+   * with handover 'unconfirmed' as far as the source can tell).
+   */
   guestRunsOn: 'source' | 'destination' | 'nowhere';
+  /**
+   * How the switchover ended (null: it was not reached, or the migration failed):
+   *  confirmed    the destination reported that it started the guest;
+   *  unconfirmed  the destination took the whole stream (its reader acknowledged the end) but
+   *               its result never arrived: it owns the guest from then on, so the source
+   *               stays stopped and does not resume on its own (the result may have been lost
+   *               after the destination started). ok is true: the guest left this host.
+   */
+  handover: 'confirmed' | 'unconfirmed' | null;
+  /** Why the handover is unconfirmed (the return path's error or end), else absent. */
+  handoverNote?: string;
   protocol: 'v2' | 'v1' | null;
   dirtyMode: 'dma-logging' | 'type1' | null;
   dirtyNote: string;

@@ -2,8 +2,11 @@
  * The destination -> source direction of the migration connection (QEMU's "return path"):
  * newline-separated JSON messages. The destination sends one `result` message when it has
  * started the guest or given up; the source keeps its guest paused until it has that
- * answer, and resumes it on anything but success (including a connection that ends without
- * one). A destination that refuses the stream early sends its result at once, so the
+ * answer. A failure result gives the guest back to the source. No result at all (the
+ * connection broke or ended without one) means different things depending on when: before
+ * the destination took the whole stream, the guest stays on the source; after, the
+ * destination may be running it, so the source stays stopped (handover 'unconfirmed',
+ * source.ts). A destination that refuses the stream early sends its result at once, so the
  * source stops sending and recovers instead of finishing a migration nobody will take.
  */
 import type { Transport } from '../transport/types.js';

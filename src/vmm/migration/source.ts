@@ -14,12 +14,20 @@
  *  stop-copy  final ring harvest, device report, the WITH_BITMAP backup last; final pages;
  *             each device's data fd drained until read() returns 0; DEV_CONFIG_STATE; the
  *             CPU state; END
- *  switchover wait for the destination's result on the return path; on success
- *             STOP_COPY -> STOP, DMA logging off, data fds closed
+ *  switchover end the stream and wait until the destination's reader has taken all of it
+ *             (the transport's end acknowledgement, transport/base.ts); then wait for the
+ *             destination's result on the return path; on success STOP_COPY -> STOP, DMA
+ *             logging off, data fds closed
  *
- * Any failure, on either side, at any step: the devices go back to RUNNING (or
- * VFIO_DEVICE_RESET + RUNNING), tracking stops, the vCPUs resume and the guest carries on
- * here. The result says what happened; nothing is thrown.
+ * Any failure before the destination took the whole stream, on either side: the devices go
+ * back to RUNNING (or VFIO_DEVICE_RESET + RUNNING), tracking stops, the vCPUs resume and the
+ * guest carries on here. Once the destination took the whole stream, the guest is the
+ * destination's to start, and the source takes it back only on the destination's explicit
+ * failure result (vfio-uapi-and-migration.md section 6: the source stays stopped until the
+ * destination has decided). A return path lost after that point cannot prove the destination
+ * did not start the guest, so the source stays stopped and reports the handover as
+ * 'unconfirmed' (the guest belongs to the destination): resuming here could run the guest on
+ * both hosts. The result says what happened; nothing is thrown.
  */
 import { performance } from 'node:perf_hooks';
 import { PAGE_SIZE } from '../../mem/sparse-memory.js';
@@ -124,6 +132,7 @@ class SourceMigration {
       recovery: [],
       cleanup: [],
       guestRunsOn: 'source',
+      handover: null,
       protocol: null,
       dirtyMode: null,
       dirtyNote: '',
@@ -424,22 +433,29 @@ class SourceMigration {
     try {
       await this.link.end();
     } catch (e) {
+      // the destination's reader never took the end of the stream: it cannot start the guest
       await this.reply.result;
       this.checkDestination();
       throw new MigrationError('transfer', `the stream did not reach the destination: ${(e as Error).message}`);
     }
+    // The destination has taken the whole stream: from here only its explicit failure result
+    // gives the guest back to this host (see the file comment).
     const dest = await this.reply.result;
     r.destination = dest;
-    if (!dest) {
-      const why = this.reply.error instanceof Error ? this.reply.error.message : 'connection closed';
-      throw new MigrationError('switchover', `no result from the destination (${why}); the guest stays here`);
-    }
-    this.checkDestination();
-    if (!dest.started) throw new MigrationError('switchover', 'the destination did not start the guest');
     const d = r.downtime!;
-    d.destinationNs = dest.switchoverNs;
-    d.destinationWallUs = dest.switchoverWallUs;
-    d.destinationDeviceWallUs = dest.switchoverDeviceWallUs ?? 0;
+    if (dest) {
+      this.checkDestination();
+      if (!dest.started) throw new MigrationError('switchover', 'the destination reports it did not start the guest');
+      r.handover = 'confirmed';
+      d.destinationNs = dest.switchoverNs;
+      d.destinationWallUs = dest.switchoverWallUs;
+      d.destinationDeviceWallUs = dest.switchoverDeviceWallUs ?? 0;
+    } else {
+      const why = this.reply.error instanceof Error ? this.reply.error.message : 'the return path ended without a result';
+      r.handover = 'unconfirmed';
+      r.handoverNote = `the destination took the whole stream but its result never arrived (${why}); it owns the guest, the source stays stopped`;
+    }
+    // unconfirmed: the destination's part is unknown, so the downtime is a lower bound
     d.totalNs = d.sourceNs + d.transferNs + d.destinationNs;
     r.totalNs = this.clock.ns - this.t0Ns + d.transferNs + d.destinationNs;
     // The guest runs on the destination from here: nothing below may resume it here, so

@@ -112,9 +112,11 @@ export function timelineSvg(r: SourceReport, title = 'live migration'): string {
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(`<text x="${left}" y="24" font-size="16" font-weight="bold">${esc(title)}</text>`);
-  const summary = r.ok
-    ? `downtime ${fmtNs(r.downtime?.totalNs ?? 0)} (limit ${fmtNs(r.downtimeLimitNs)}), total ${fmtNs(r.totalNs)}, ${r.iterations.length} pre-copy pass(es), ${r.dirtyMode ?? ''}`
-    : `FAILED at ${r.failure?.step ?? '?'}: ${r.failure?.message ?? ''}`;
+  const summary = !r.ok
+    ? `FAILED at ${r.failure?.step ?? '?'}: ${r.failure?.message ?? ''}`
+    : r.handover === 'unconfirmed'
+      ? `handover UNCONFIRMED (no result from the destination, which owns the guest); downtime at least ${fmtNs(r.downtime?.totalNs ?? 0)}, total ${fmtNs(r.totalNs)}`
+      : `downtime ${fmtNs(r.downtime?.totalNs ?? 0)} (limit ${fmtNs(r.downtimeLimitNs)}), total ${fmtNs(r.totalNs)}, ${r.iterations.length} pre-copy pass(es), ${r.dirtyMode ?? ''}`;
   out.push(`<text x="${left}" y="42" fill="#444">${esc(summary)}</text>`);
   for (const l of lanes) {
     out.push(`<text x="${left - 8}" y="${laneY(l) + 17}" text-anchor="end">${l}</text>`);

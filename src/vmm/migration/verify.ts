@@ -43,6 +43,7 @@ export function verifyMigration(src: SourceReport, jobs: JobVerdict | null): Ver
   const dh = dest?.ramHash ?? null;
   const ramOk = src.ok && sh !== null && dh !== null && sh === dh && src.lateWrites === 0;
   if (!src.ok) problems.push(`migration failed: ${src.failure?.message ?? 'unknown'}`);
+  else if (src.handover === 'unconfirmed') problems.push(`handover unconfirmed: ${src.handoverNote ?? 'no result from the destination'}`);
   else if (sh === null || dh === null) problems.push('guest RAM was not hashed on both sides');
   else if (sh !== dh) problems.push(`guest RAM differs: source ${sh.slice(0, 16)}..., destination ${dh.slice(0, 16)}...`);
   if (src.lateWrites !== 0) problems.push(`${src.lateWrites} store(s) to source RAM after the final dirty collection`);

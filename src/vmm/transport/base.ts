@@ -3,6 +3,13 @@
  * async iteration, the end/acknowledge handshake per direction, and failure fan-out (one
  * error reaches every pending send, end, reader and `closed`). Subclasses only move bytes
  * and control signals over their channel.
+ *
+ * When the peer's end arrives, it is acknowledged at once if nobody reads this side yet;
+ * once a reader is attached, only when that reader has taken every chunk and seen the end.
+ * So the sender's end() resolving means the receiving application has consumed the whole
+ * stream, not merely that its transport holds it: the migration switchover relies on this
+ * (an ended stream the destination never processed must not count as delivered). Until it
+ * is acknowledged, a broken connection reaches the reader as an error, never as an end.
  */
 import { TransportError } from './types.js';
 import type { SendOptions, Transport } from './types.js';
@@ -12,8 +19,15 @@ class Inbox {
   private q: Uint8Array[] = [];
   private head = 0;
   bytes = 0;
+  /** The peer's end arrived. */
   ended = false;
+  /** It was acknowledged to the peer: from then on the direction is finished, errors or not. */
+  endAcked = false;
+  /** The reader has been handed the end. */
+  endTaken = false;
   error: TransportError | null = null;
+  /** Called once, when the reader takes the end. */
+  onEndTaken: (() => void) | null = null;
   private waiter: { resolve: (r: IteratorResult<Uint8Array>) => void; reject: (e: unknown) => void } | null = null;
   /** Called after the consumer took a chunk (flow control hook). */
   onTake: (() => void) | null = null;
@@ -35,9 +49,22 @@ class Inbox {
   }
 
   fail(e: TransportError): void {
-    if (this.error || this.ended) return; // a finished direction stays finished
+    if (this.error || this.endAcked || this.endTaken) return; // a finished direction stays finished
     this.error = e;
     this.wake();
+  }
+
+  /** Nothing received is waiting for the reader. */
+  get empty(): boolean {
+    return this.head >= this.q.length;
+  }
+
+  private takeEnd(): IteratorResult<Uint8Array> {
+    if (!this.endTaken) {
+      this.endTaken = true;
+      this.onEndTaken?.();
+    }
+    return { value: undefined, done: true };
   }
 
   private wake(): void {
@@ -45,7 +72,7 @@ class Inbox {
     const w = this.waiter;
     this.waiter = null;
     if (this.error) w.reject(this.error);
-    else w.resolve({ value: undefined, done: true });
+    else w.resolve(this.takeEnd());
   }
 
   next(): Promise<IteratorResult<Uint8Array>> {
@@ -61,7 +88,7 @@ class Inbox {
       return Promise.resolve({ value: c, done: false });
     }
     if (this.error) return Promise.reject(this.error);
-    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    if (this.ended) return Promise.resolve(this.takeEnd());
     if (this.waiter) return Promise.reject(new TransportError('EIO', 'concurrent reads of one transport'));
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
@@ -79,7 +106,10 @@ export abstract class BaseTransport implements Transport {
   protected error: TransportError | null = null;
   protected sentFin = false;
   protected finAcked = false;
+  /** The peer's end arrived. */
   protected gotFin = false;
+  /** ... and was acknowledged (see the file comment for when). */
+  protected finTaken = false;
   protected readonly inbox = new Inbox();
   private settled = false;
   private settle!: (e: TransportError | null) => void;
@@ -139,11 +169,14 @@ export abstract class BaseTransport implements Transport {
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
     if (this.iterating) throw new TransportError('EIO', `${this.label}: already being read`);
     this.iterating = true;
+    this.inbox.onEndTaken = () => this.ackFin();
     return {
       next: () => this.inbox.next(),
       return: async () => {
-        // the consumer left early: the rest of the peer's stream will never be read
-        if (!this.gotFin && !this.error) this.abort('receiver stopped reading');
+        if (this.error || this.finTaken) return { value: undefined, done: true };
+        // the consumer left early: what it did not read was not delivered
+        if (this.gotFin && this.inbox.empty) this.ackFin();
+        else this.abort('receiver stopped reading');
         return { value: undefined, done: true };
       },
     };
@@ -161,6 +194,14 @@ export abstract class BaseTransport implements Transport {
     if (this.gotFin || this.error) return;
     this.gotFin = true;
     this.inbox.end();
+    // with a reader attached the acknowledgement waits until it has taken everything
+    if (!this.iterating) this.ackFin();
+  }
+
+  private ackFin(): void {
+    if (this.finTaken || this.error || !this.gotFin) return;
+    this.finTaken = true;
+    this.inbox.endAcked = true;
     this.transmitFinAck();
     this.maybeFinish();
   }
@@ -175,7 +216,7 @@ export abstract class BaseTransport implements Transport {
 
   /** Whether both directions have ended cleanly. */
   protected get done(): boolean {
-    return this.sentFin && this.finAcked && this.gotFin;
+    return this.sentFin && this.finAcked && this.finTaken;
   }
 
   private maybeFinish(): void {

@@ -9,7 +9,8 @@
  *   for await (const chunk of t) reader.push(chunk);   // ends after the peer's end(),
  *                                                         // throws TransportError on a drop
  *
- * Lifecycle: send()* -> end() (resolves once the peer has received everything) -> the
+ * Lifecycle: send()* -> end() (resolves once the peer has received everything: once its
+ * reader has taken it all, when a reader is attached; see base.ts) -> the
  * connection is finished when both directions have ended; `closed` then resolves to null.
  * abort() breaks the connection at once. Leaving the receive loop before the peer ended
  * (break, or an exception in the loop body) aborts the connection, so a destination that
@@ -61,7 +62,10 @@ export interface ByteSender {
    * The chunk must not be modified until the promise settles.
    */
   send(chunk: Uint8Array, opts?: SendOptions): Promise<void>;
-  /** Ends this direction; resolves when the peer has received all of it. */
+  /**
+   * Ends this direction; resolves when the peer has received all of it (when the peer is
+   * being read: when its reader has taken all of it and seen the end).
+   */
   end(): Promise<void>;
   /** Breaks the connection now; the peer sees a TransportError. */
   abort(reason?: string): void;
