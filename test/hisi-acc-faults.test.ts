@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { AccHost, AccVm, migrateVm } from '../src/drivers/hisi-acc/testbed.js';
 import { Scheduler } from '../src/sim/scheduler.js';
 import { KernelError } from '../src/uapi/errno.js';
-import { S, drain, errno, getMigState, rig, setState, tracker } from './hisi-acc-helpers.js';
+import { S, drain, errno, getMigState, rig, setState, tracker, u32 } from './hisi-acc-helpers.js';
 
 const LAT = { processNs: 40_000 };
 
@@ -91,12 +91,14 @@ describe('failed save after a successful stop (spec 4, 6)', () => {
     expectRecovered(h);
   });
 
-  it('guest driver not ready: the save is match data only, the source resumes once the condition clears', () => {
+  it('QM_VF_STATE stuck NOT_READY under a started guest: the full state as QM_READY (deviation, vf-qm.ts saveState), the source resumes', () => {
     const h = busyGuest();
     h.host.acc.qm.vf(1)!.faults.setNotReady(true);
     const r = setState(h.vm.device, S.STOP_COPY);
     expect(r.ret).toBe(0);
-    expect(drain(h.host.fds.get(r.fd)!).bytes.length).toBe(40);
+    const bytes = drain(h.host.fds.get(r.fd)!).bytes;
+    expect(bytes.length).toBe(176);
+    expect(u32(bytes, 24)).toBe(0);
     h.host.acc.qm.vf(1)!.faults.setNotReady(false);
     expect(setState(h.vm.device, S.RUNNING).ret).toBe(0);
     expectRecovered(h);

@@ -15,7 +15,7 @@ import type { HisiQmPf } from '../hisi-qm/qm-pf.js';
 import { QmVftType } from '../common/qm-regs.js';
 import {
   ACC_DRV_MAJOR_VER, ACC_DRV_MINOR_VER, ACC_DEV_MAGIC_V2, ACC_VF_DATA_SIZE, QM_MATCH_SIZE,
-  QM_NOT_READY, QM_READY, QM_XEQC_DWORDS, type AccVfData, emptyAccVfData, xeqcDma,
+  QM_NOT_READY, QM_READY, QM_XEQC_DWORDS, QM_XQC_ADDR_HIGH, QM_XQC_ADDR_LOW, type AccVfData, emptyAccVfData,
 } from './acc-vf-data.js';
 import {
   CHECK_DELAY_NS, ERROR_CHECK_TIMEOUT, HPRE_HAC_INT_STATUS, HZIP_CORE_INT_STATUS,
@@ -187,10 +187,15 @@ function hi32(v: bigint): number {
   return SPLIT32[HIGH_WORD]!;
 }
 
-function dmaFromWords(w: { lo: number; hi: number }): bigint {
-  SPLIT32[LOW_WORD] = w.lo;
-  SPLIT32[HIGH_WORD] = w.hi;
+/** hi << 32 | lo as a u64 (xeqcDma's value without its BigInt shifts). */
+function dmaOf(lo: number, hi: number): bigint {
+  SPLIT32[LOW_WORD] = lo;
+  SPLIT32[HIGH_WORD] = hi;
   return SPLIT64[0]!;
+}
+
+function dmaFromWords(w: { lo: number; hi: number }): bigint {
+  return dmaOf(w.lo, w.hi);
 }
 
 /**
@@ -208,8 +213,8 @@ export function readState(t: VfQmTarget, regs: VfRegs, d: AccVfData): void {
   d.page_size = regs.read(QM_PAGE_SIZE);
   readXeqc(t, regs, false, d.qm_eqc_dw);
   readXeqc(t, regs, true, d.qm_aeqc_dw);
-  d.eqe_dma = xeqcDma(d.qm_eqc_dw);
-  d.aeqe_dma = xeqcDma(d.qm_aeqc_dw);
+  d.eqe_dma = dmaOf(d.qm_eqc_dw[QM_XQC_ADDR_LOW]!, d.qm_eqc_dw[QM_XQC_ADDR_HIGH]!);
+  d.aeqe_dma = dmaOf(d.qm_aeqc_dw[QM_XQC_ADDR_LOW]!, d.qm_aeqc_dw[QM_XQC_ADDR_HIGH]!);
   d.sqc_dma = dmaFromWords(regs.mailbox(QM_MB_CMD_SQC_BT, 0, 0, 0, 1));
   d.cqc_dma = dmaFromWords(regs.mailbox(QM_MB_CMD_CQC_BT, 0, 0, 0, 1));
 }
@@ -219,23 +224,54 @@ function eqDoorbell(regs: VfRegs, cmd: number, head: number): void {
 }
 
 /**
+ * Does the function show a guest driver that started it, whatever QM_VF_STATE says? The
+ * guest's start (qm-hardware.md section 8) programs the EQC/AEQC and SQC_BT/CQC_BT and then
+ * unmasks the EQ and AEQ interrupts (0xC, 0x4 = 0) before it writes QM_VF_STATE = 0; its stop
+ * masks them again before uninit writes QM_VF_STATE = 1, and out of reset both read 1. Uninit
+ * leaves the bases in place, so the bases alone cannot tell "removed after use" from
+ * "running": the unmasked interrupts can. Reads only registers the save reads anyway, no
+ * mailbox, so a genuinely not-loaded function costs two extra reads.
+ */
+function guestStartedByRegs(regs: VfRegs): boolean {
+  return (regs.read(QM_VF_EQ_INT_MASK) & 1) === 0 && (regs.read(QM_VF_AEQ_INT_MASK) & 1) === 0;
+}
+
+/**
  * vf_qm_state_save. If QM_VF_STATE never reads ready (no guest driver) the stream is the
  * match data only and `d.vf_qm_state` becomes QM_NOT_READY; otherwise the state is read
  * (failures are EINVAL, as in the driver) and the EQ/AEQ doorbells are rung with the saved
  * heads so an interrupt pending at the stop is raised again. Returns the stream length.
+ *
+ * Deviation from hisi-acc-vfio-pci.md section 4 (which sends match data whenever QM_VF_STATE
+ * stays NOT_READY): when QM_VF_STATE reads NOT_READY but the function shows a started guest
+ * (EQ/AEQ interrupts unmasked, see guestStartedByRegs) and its state has all four DMA
+ * addresses set, the full 176-byte state is saved with vf_qm_state = QM_READY. Match data
+ * alone would make the destination load nothing and start nothing, so the guest's in-flight
+ * jobs would never complete there (lost); a register misreporting NOT_READY, or a guest
+ * stopped between unmasking and writing QM_VF_STATE, both leave a configured function whose
+ * state is safe to load. Recording QM_READY is what lets the destination's STOP -> RUNNING
+ * ring the SQ doorbells (section 5 starts only a QM_READY function) and leaves the
+ * destination's QM_VF_STATE as a started guest would have it. A function never probed, or
+ * whose guest was removed (its stop masked the interrupts), still sends 40 bytes.
  */
 export function saveState(t: VfQmTarget, regs: VfRegs, d: AccVfData): number {
-  if (regs.pollMasked(QM_VF_STATE, 1, 0) === null) {
+  const ready = regs.pollMasked(QM_VF_STATE, 1, 0) !== null;
+  if (!ready && !guestStartedByRegs(regs)) {
     d.vf_qm_state = QM_NOT_READY;
     return QM_MATCH_SIZE;
   }
-  d.vf_qm_state = QM_READY;
   try {
     readState(t, regs, d);
   } catch (e) {
     if (e instanceof KernelError) fail('EINVAL', `failed to read the VF state: ${e.message}`);
     throw e;
   }
+  if (!ready && (d.eqe_dma === 0n || d.aeqe_dma === 0n || d.sqc_dma === 0n || d.cqc_dma === 0n)) {
+    // Unmasked but not configured: no queues to carry, as the spec's not-ready case.
+    d.vf_qm_state = QM_NOT_READY;
+    return QM_MATCH_SIZE;
+  }
+  d.vf_qm_state = QM_READY;
   eqDoorbell(regs, QM_DOORBELL_CMD_EQ, d.qm_eqc_dw[0]! & 0xffff);
   eqDoorbell(regs, QM_DOORBELL_CMD_AEQ, d.qm_aeqc_dw[0]! & 0xffff);
   return ACC_VF_DATA_SIZE;

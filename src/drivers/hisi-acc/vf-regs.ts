@@ -19,7 +19,7 @@ import {
 
 export class VfRegs implements RegReader {
   private live = true;
-  /** What mailbox() returns, refilled by every command (callers use it at once). */
+  /** What mailbox() returns, refilled by every read command (callers use it at once). */
   private readonly mbData = { lo: 0, hi: 0 };
 
   constructor(private readonly fn: PciFunction, readonly sched: Scheduler) {}
@@ -78,8 +78,10 @@ export class VfRegs implements RegReader {
 
   /**
    * One VF mailbox command (qm-hardware.md section 2): wait idle (EBUSY), one 16-byte store as
-   * two 64-bit writes, wait for completion (ETIMEDOUT), non-zero status -> EIO. Returns the
-   * data words at 0x304/0x308 afterwards, in an object the next command overwrites.
+   * two 64-bit writes, wait for completion (ETIMEDOUT), non-zero status -> EIO. A read (op 1)
+   * returns the data words the hardware left at 0x304/0x308, in an object the next command
+   * overwrites. After a write (op 0) there is nothing to read back: the words are not read
+   * (two register reads saved per command) and the object holds 0.
    */
   mailbox(cmd: number, queue: number, lo: number, hi: number, op: 0 | 1): { lo: number; hi: number } {
     if (!this.waitMailboxReady()) fail('EBUSY', 'QM mailbox is busy to start');
@@ -92,8 +94,13 @@ export class VfRegs implements RegReader {
       fail('EIO', `QM mailbox command 0x${cmd.toString(16)} failed`);
     }
     const data = this.mbData;
-    data.lo = this.read(QM_MB_CMD_DATA_ADDR_L);
-    data.hi = this.read(QM_MB_CMD_DATA_ADDR_H);
+    if (op === 1) {
+      data.lo = this.read(QM_MB_CMD_DATA_ADDR_L);
+      data.hi = this.read(QM_MB_CMD_DATA_ADDR_H);
+    } else {
+      data.lo = 0;
+      data.hi = 0;
+    }
     return data;
   }
 }
