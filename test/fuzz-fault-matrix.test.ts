@@ -186,11 +186,12 @@ describe('QM_VF_STATE stuck at NOT_READY during the save, under a started guest 
  * reproduces the finding and fails once it is fixed: then delete it, and the cell is
  * covered by the matrix's zero-violation rule.
  */
-describe('findings (fail once fixed)', { timeout: 60_000 }, () => {
-  it('split brain: the destination\'s result is lost after it started the guest, and the source resumes it too', async () => {
+describe('fixed findings stay fixed', { timeout: 60_000 }, () => {
+  it('split brain: the destination\'s result is lost after it started the guest; the source stays stopped and reports an unconfirmed handover', async () => {
     const r = await cell(find('dest', 'send', /write #0$/), 'drop');
     expect(r.fired).toBe(true);
-    expect(r.outcome).toMatchObject({ migrated: false, destStarted: true, runsOn: 'both' });
-    expect(r.violations).toContain('the guest runs on both hosts (split brain)');
+    // Before the fix: { migrated: false, destStarted: true, runsOn: 'both' } and a split-brain violation.
+    expect(r.outcome).toMatchObject({ migrated: true, destStarted: true, runsOn: 'destination', lost: 0, duplicated: 0 });
+    expect(r.violations).toEqual([]);
   });
 });
