@@ -15,6 +15,7 @@ import { GuestRamAllocator } from '../guest/ram.js';
 import { SparseMemory } from '../mem/sparse-memory.js';
 import { KernelError } from '../uapi/errno.js';
 import { AccHost, AccVm, assignVf, type VmmLink } from '../drivers/hisi-acc/testbed.js';
+import type { HisiAccDriverOptions } from '../drivers/hisi-acc/device.js';
 import { PfSharedIo } from './pf-io.js';
 import { configHash, jobInput } from './rig.js';
 import type { Recorder } from './runner.js';
@@ -44,10 +45,14 @@ export interface AccRig {
   initial: string[];
 }
 
-export function buildAccRig(): AccRig {
+/**
+ * `driver` selects the vendor driver's options, e.g. `{ protocol: 'v1' }` for the v1-region
+ * campaign (hisi-acc-vfio-pci.md section 7); the layout is the same.
+ */
+export function buildAccRig(driver?: HisiAccDriverOptions): AccRig {
   // Twelve VFs split the queues 80 each: the driver restarts every queue of a VF on start,
   // so fewer queues per VF keep each migration input cheap.
-  const host = new AccHost({ numVfs: 12 });
+  const host = new AccHost({ numVfs: 12, ...(driver ? { driver } : {}) });
   for (const n of [1, 2, 3]) {
     const r = host.bind(n);
     if (r < 0) throw new Error(`fuzz acc rig: binding VF${n} returned ${r}`);
@@ -129,4 +134,10 @@ export function checkAccWitnesses(rig: AccRig, rec: Recorder, index: number): vo
     if (s !== rig.initial[i]) rec.violation('victim', `${w.name} state changed: now ${s}, was ${rig.initial[i]}`);
   });
   checkGuards(rig.guards, rec);
+}
+
+/** The campaigns' checkpoint on an acc rig: let everything settle, then check the witnesses. */
+export function accCheckpoint(ctx: { rig: AccRig }, rec: Recorder, index: number): void {
+  ctx.rig.host.sched.runUntilIdle(2_000_000);
+  checkAccWitnesses(ctx.rig, rec, index);
 }

@@ -34,7 +34,7 @@ import type { DmaPort } from '../hw/dma.js';
 import type { IommuDomain } from '../iommu/domain.js';
 import { PROT_READ, PROT_WRITE } from '../mem/user-space.js';
 import type { Rng } from '../sim/scheduler.js';
-import { ACC_VM_RAM, type AccRig, buildAccRig, checkAccWitnesses, freshGuest, runJob } from './acc-rig.js';
+import { ACC_VM_RAM, type AccRig, buildAccRig, accCheckpoint, freshGuest, runJob } from './acc-rig.js';
 import { U64_MAX, Weights, chance, edgyU32, pick, u64, weighted } from './gen.js';
 import { knownBugsOf } from './known-bugs.js';
 import type { Campaign, Recorder } from './runner.js';
@@ -640,8 +640,5 @@ export const dmalogCampaign: Campaign<Ctx, Op> = {
   next,
   apply,
   describe,
-  checkpoint(ctx, rec, index) {
-    ctx.rig.host.sched.runUntilIdle(2_000_000);
-    checkAccWitnesses(ctx.rig, rec, index);
-  },
+  checkpoint: accCheckpoint,
 };

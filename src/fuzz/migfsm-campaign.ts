@@ -27,7 +27,7 @@ import type { VfioFile } from '../vfio/fd.js';
 import { HISI_ACC_MIG_FLAGS } from '../drivers/hisi-acc/device.js';
 import { Weights, chance, pick, weighted } from './gen.js';
 import { knownBugsOf } from './known-bugs.js';
-import { type AccRig, buildAccRig, checkAccWitnesses, freshGuest, runJob } from './acc-rig.js';
+import { type AccRig, buildAccRig, accCheckpoint, freshGuest, runJob } from './acc-rig.js';
 import { closesFiles, migPath, opensFile } from './mig-oracle.js';
 import type { Campaign, Recorder } from './runner.js';
 import { checkGuards, resetGuards } from './storm.js';
@@ -404,8 +404,5 @@ export const migfsmCampaign: Campaign<Ctx, Op> = {
   next,
   apply,
   describe,
-  checkpoint(ctx, rec, index) {
-    ctx.rig.host.sched.runUntilIdle(2_000_000);
-    checkAccWitnesses(ctx.rig, rec, index);
-  },
+  checkpoint: accCheckpoint,
 };

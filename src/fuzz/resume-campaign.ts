@@ -24,7 +24,7 @@ import type { Rng } from '../sim/scheduler.js';
 import type { VfioFile } from '../vfio/fd.js';
 import { pick, weighted, chance } from './gen.js';
 import { knownBugsOf } from './known-bugs.js';
-import { type AccRig, buildAccRig, checkAccWitnesses, runJob } from './acc-rig.js';
+import { type AccRig, accCheckpoint, buildAccRig, runJob } from './acc-rig.js';
 import type { Campaign, Recorder } from './runner.js';
 import { checkGuards, resetGuards } from './storm.js';
 
@@ -280,8 +280,7 @@ export const resumeCampaign: Campaign<Ctx, Op> = {
   apply,
   describe,
   checkpoint(ctx, rec, index) {
-    ctx.rig.host.sched.runUntilIdle(2_000_000);
-    checkAccWitnesses(ctx.rig, rec, index);
+    accCheckpoint(ctx, rec, index);
     rec.entry('witness job');
     const err = runJob(ctx.rig.accel1, index);
     if (err) rec.violation('victim', `source VM on VF1 ${err}`);

@@ -27,12 +27,11 @@
 import { Errno, KernelError, errnoName } from '../uapi/errno.js';
 import { VFIO_DEVICE_RESET, VFIO_PCI_INDEX_TO_OFFSET } from '../uapi/vfio.js';
 import type { Rng } from '../sim/scheduler.js';
-import { type AccRig, checkAccWitnesses, freshGuest, runJob } from './acc-rig.js';
+import { type AccRig, buildAccRig, accCheckpoint, freshGuest, runJob } from './acc-rig.js';
 import { Weights, chance, edgyU32, pick, weighted } from './gen.js';
 import { knownBugsOf } from './known-bugs.js';
 import type { Campaign, Recorder } from './runner.js';
 import { checkGuards, resetGuards } from './storm.js';
-import { buildV1Rig } from './v1-rig.js';
 
 const STOP = 0;
 const RUNNING = 1;
@@ -512,7 +511,7 @@ function guestJob(ctx: Ctx, rec: Recorder): void {
 }
 
 function setup(): Ctx {
-  const rig = buildV1Rig();
+  const rig = buildAccRig({ protocol: 'v1' });
   const m: Model = { state: RUNNING, bufLen: 0, pending: 0, prepared: false, chunk: 0, chunkStart: 0, matchDone: false, window: new Uint8Array(DATA) };
   return { rig, m, lastStream: null, genuine: new Set(), disturbed: false, pausedWithoutGuest: false };
 }
@@ -527,8 +526,5 @@ export const v1regionCampaign: Campaign<Ctx, Op> = {
   next,
   apply,
   describe,
-  checkpoint(ctx, rec, index) {
-    ctx.rig.host.sched.runUntilIdle(2_000_000);
-    checkAccWitnesses(ctx.rig, rec, index);
-  },
+  checkpoint: accCheckpoint,
 };
