@@ -102,8 +102,11 @@ describe('the clean recording run', { timeout: 60_000 }, () => {
   it('gives every step the faults that fit it, and the slice covers each kind of fault', () => {
     const cells = cellsFor(steps);
     expect(cells.filter((c) => c.kind === 'send' && c.side === 'source')).toHaveLength(4 * steps.filter((s) => s.side === 'source' && s.kind === 'send').length);
-    expect(faultsFor(find('source', 'poll', /QM_VFT_CFG_RDY/))).toEqual([]);
-    expect(faultsFor(find('source', 'poll', /QM_VF_STATE/))).toEqual(['stuck']);
+    // every polled register has a fault switch: no step is left "listed, not run"
+    expect(steps.filter((s) => faultsFor(s).length === 0)).toEqual([]);
+    for (const reg of [/QM_VFT_CFG_RDY/, /QM_VF_STATE/, /QM_IFC_INT_STATUS/, /QM_IFC_INT_SET_V/]) {
+      expect(faultsFor(find('source', 'poll', reg)), String(reg)).toEqual(['stuck']);
+    }
     const slice = sliceCells(steps);
     const kinds = new Set(slice.map((c) => `${c.kind}/${c.fault}`));
     for (const k of ['mailbox/hang', 'mailbox/fail-status', 'poll/stuck', 'writeback/hang', 'call/fail', 'send/drop', 'send/flip', 'send/truncate', 'send/delay', 'recv/reset']) {
@@ -124,8 +127,26 @@ describe('device faults on the source: the stop fails, the source runs on (hisi-
   it('stuck RAS status (QM_ABNORMAL_INT_STATUS): EBUSY', async () => {
     expectRecovered(await cell(find('source', 'poll', /QM_ABNORMAL_INT_STATUS/), 'stuck'), 'EBUSY');
   });
+  it('an IFC interrupt that never clears, at the stop\'s QM_IFC_INT_STATUS poll: EBUSY', async () => {
+    const r = await cell(find('source', 'poll', /VF1 poll QM_IFC_INT_STATUS/), 'stuck');
+    expectRecovered(r, 'EBUSY');
+    expect(r.outcome!.failure).toMatch(/^stop-copy:/);
+  });
+  it('a VF->PF interrupt the PF never acks, at the stop\'s QM_IFC_INT_SET_V poll: EBUSY', async () => {
+    const r = await cell(find('source', 'poll', /VF1 poll QM_IFC_INT_SET_V/), 'stuck');
+    expectRecovered(r, 'EBUSY');
+    expect(r.outcome!.failure).toMatch(/^stop-copy:/);
+  });
   it('cache write-back never done: EINVAL', async () => {
     expectRecovered(await cell(find('source', 'writeback', /WB_START/), 'hang'), 'EINVAL');
+  });
+});
+
+describe('the PF\'s VFT block never ready (qm-hardware.md section 4; match data of hisi-acc section 4)', { timeout: 60_000 }, () => {
+  it('at the source\'s first QM_VFT_CFG_RDY poll (match data for PRE_COPY): ETIMEDOUT, the guest never stopped', async () => {
+    const r = await cell(find('source', 'poll', /PF poll QM_VFT_CFG_RDY/), 'stuck');
+    expectRecovered(r, 'ETIMEDOUT');
+    expect(r.outcome!.failure).toMatch(/^precopy:/);
   });
 });
 

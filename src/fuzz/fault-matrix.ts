@@ -10,7 +10,9 @@
  *                     non-zero status and does nothing)
  *   polled status     the condition never comes true: busy stays set (QM_MB_CMD), not ready
  *                     (QM_VF_STATE), write-back never done (QM_CACHE_WB_DONE), stuck RAS
- *                     (QM_ABNORMAL_INT_STATUS), stuck engine status (engine INT_STATUS)
+ *                     (QM_ABNORMAL_INT_STATUS), stuck engine status (engine INT_STATUS), an
+ *                     IFC interrupt that never clears (QM_IFC_INT_STATUS, QM_IFC_INT_SET_V),
+ *                     VFT configuration never ready (QM_VFT_CFG_RDY)
  *   write-back start  never done
  *   orchestrator call fails with EIO (the call does nothing)
  *   transport write   connection dropped / one bit flipped / stream truncated (this write
@@ -78,14 +80,20 @@ export function parseCellId(id: string): CellSpec | null {
 
 // ---- device faults ----------------------------------------------------------------------------
 
+export type PollFault =
+  | 'busy' | 'not-ready' | 'wb-never-done' | 'ras' | 'engine' | 'ifc-status' | 'ifc-set' | 'vft-not-ready';
+
 /** The stuck condition a polled register can show, or null when the model has no switch for it. */
-export function pollFault(reg: string): 'busy' | 'not-ready' | 'wb-never-done' | 'ras' | 'engine' | null {
+export function pollFault(reg: string): PollFault | null {
   switch (reg) {
     case 'QM_MB_CMD': return 'busy';
     case 'QM_VF_STATE': return 'not-ready';
     case 'QM_CACHE_WB_DONE': return 'wb-never-done';
     case 'QM_ABNORMAL_INT_STATUS': return 'ras';
     case 'engine INT_STATUS': return 'engine';
+    case 'QM_IFC_INT_STATUS': return 'ifc-status';
+    case 'QM_IFC_INT_SET_V': return 'ifc-set';
+    case 'QM_VFT_CFG_RDY': return 'vft-not-ready';
     default: return null;
   }
 }
@@ -133,6 +141,9 @@ function applyDeviceFault(fault: FaultKind, ev: StepEvent, p: FaultPoint, qm: Qm
       case 'wb-never-done': f.faults.setWritebackHang(true); return true;
       case 'ras': qm.faults.setRasStatus(0x4); return true;
       case 'engine': qm.faults.setEngineStatus(1); return true;
+      case 'ifc-status': f.faults.setIfcStatusStuck('status'); return true;
+      case 'ifc-set': f.faults.setIfcStatusStuck('set-v'); return true;
+      case 'vft-not-ready': qm.faults.setVftNotReady(true); return true;
       default: return false;
     }
   }
@@ -143,11 +154,13 @@ function applyDeviceFault(fault: FaultKind, ev: StepEvent, p: FaultPoint, qm: Qm
 function liftStatusFaults(qm: QmDevice): void {
   qm.faults.setRasStatus(0);
   qm.faults.setEngineStatus(0);
+  qm.faults.setVftNotReady(false);
   for (let fn = 0; fn < 64; fn++) {
     const f = qm.functionAt(fn);
     if (!f) continue;
     f.faults.setNotReady(false);
     f.faults.setWritebackHang(false);
+    f.faults.setIfcStatusStuck('none');
   }
 }
 

@@ -8,12 +8,19 @@
  * - `engineStatus`: the engine's INT_STATUS register (SEC 0x301008, HPRE 0x301800,
  *   ZIP 0x3010AC) reads this value;
  * - `mailboxHang`: the shared mailbox engine stops completing commands; every function's
- *   busy bit stays set. Clearing it lets the queued commands run.
+ *   busy bit stays set. Clearing it lets the queued commands run;
+ * - `vftNotReady`: QM_VFT_CFG_RDY (0x10006C) bit0 never reads 1 (qm-hardware.md section 4:
+ *   the PF driver polls it before and after each VFT access and times out). Only the status
+ *   bit is stuck: an access software starts anyway still happens.
  *
  * per function
  * - `mailboxHang`: this function's commands stay busy (the engine serves other functions);
  * - `writebackHang`: QM_CACHE_WB_DONE never rises after QM_CACHE_WB_START;
- * - `notReady`: QM_VF_STATE reads 1 (QM_NOT_READY) whatever was written.
+ * - `notReady`: QM_VF_STATE reads 1 (QM_NOT_READY) whatever was written;
+ * - `ifcStatusStuck`: an IFC interrupt that never clears (V3+, hisi-acc-vfio-pci.md section 4:
+ *   the stop polls both registers for 0, else EBUSY): QM_IFC_INT_STATUS (0x28) bit0 reads 1
+ *   and/or, on a VF, QM_IFC_INT_SET_V (0x2C) bit0 reads 1 (a VF->PF interrupt the PF never
+ *   acks). Reads only: no interrupt is raised and nothing is latched.
  *
  * Zero / false means "no fault". Clearing a hang fault resumes the stalled work.
  *
@@ -59,6 +66,7 @@ export class DeviceFaults {
   private ras = 0;
   private engine = 0;
   private mbHang = false;
+  private vftStuck = false;
   /** @internal The installed tap, read by the model's hot paths (set it through `tap`). */
   tapFn: FaultTap | null = null;
   private tapSeq = 0;
@@ -125,6 +133,7 @@ export class DeviceFaults {
   get rasStatus(): number { return this.ras; }
   get engineStatus(): number { return this.engine; }
   get mailboxHang(): boolean { return this.mbHang; }
+  get vftNotReady(): boolean { return this.vftStuck; }
 
   setRasStatus(value: number): void { this.ras = value >>> 0; }
   setEngineStatus(value: number): void { this.engine = value >>> 0; }
@@ -133,13 +142,21 @@ export class DeviceFaults {
     this.mbHang = on;
     if (was && !on) this.onMailboxResume();
   }
+  setVftNotReady(on: boolean): void { this.vftStuck = on; }
 
   clearAll(): void {
     this.setRasStatus(0);
     this.setEngineStatus(0);
     this.setMailboxHang(false);
+    this.setVftNotReady(false);
   }
 }
+
+/** Which IFC status registers `ifcStatusStuck` holds at "interrupt pending". */
+export type IfcStuck = 'none' | 'status' | 'set-v' | 'both';
+
+/** Bit0 of QM_IFC_INT_STATUS / QM_IFC_INT_SET_V (the only defined bit of each). */
+const IFC_PENDING = 1;
 
 export interface FunctionFaultHooks {
   onMailboxResume(): void;
@@ -150,12 +167,22 @@ export class FunctionFaults {
   private mbHang = false;
   private wbHang = false;
   private stuckNotReady = false;
+  private ifcStuck: IfcStuck = 'none';
+  /**
+   * @internal What QM_IFC_INT_STATUS / QM_IFC_INT_SET_V read while stuck: IFC_PENDING, or 0 for
+   * "not stuck" (the model ORs it into the real value, so off costs one OR).
+   */
+  ifcStatusForce = 0;
+  /** @internal */
+  ifcSetForce = 0;
 
   constructor(private readonly hooks: FunctionFaultHooks) {}
 
   get mailboxHang(): boolean { return this.mbHang; }
   get writebackHang(): boolean { return this.wbHang; }
   get notReady(): boolean { return this.stuckNotReady; }
+  /** Which IFC status registers read a pending interrupt that never clears ('none' = off). */
+  get ifcStatusStuck(): IfcStuck { return this.ifcStuck; }
 
   setMailboxHang(on: boolean): void {
     const was = this.mbHang;
@@ -168,10 +195,21 @@ export class FunctionFaults {
     if (was && !on) this.hooks.onWritebackResume();
   }
   setNotReady(on: boolean): void { this.stuckNotReady = on; }
+  /**
+   * Holds QM_IFC_INT_STATUS ('status'), QM_IFC_INT_SET_V ('set-v') or both at bit0 = 1;
+   * `true` means 'both', `false` 'none'.
+   */
+  setIfcStatusStuck(which: IfcStuck | boolean): void {
+    const w: IfcStuck = which === true ? 'both' : which === false ? 'none' : which;
+    this.ifcStuck = w;
+    this.ifcStatusForce = w === 'status' || w === 'both' ? IFC_PENDING : 0;
+    this.ifcSetForce = w === 'set-v' || w === 'both' ? IFC_PENDING : 0;
+  }
 
   clearAll(): void {
     this.setMailboxHang(false);
     this.setWritebackHang(false);
     this.setNotReady(false);
+    this.setIfcStatusStuck('none');
   }
 }

@@ -5,7 +5,7 @@ export {
   type DoorbellStats,
 } from './qm-function.js';
 export { AuditLog, type AuditEntry, type BarHalf } from './audit.js';
-export { DeviceFaults, FunctionFaults, type FaultPoint, type FaultPointKind, type FaultTap } from './faults.js';
+export { DeviceFaults, FunctionFaults, type FaultPoint, type FaultPointKind, type FaultTap, type IfcStuck } from './faults.js';
 export type { Engine, EngineContext } from './engine-contract.js';
 export * from './registers.js';
 export * from './contexts.js';

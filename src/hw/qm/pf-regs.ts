@@ -20,7 +20,7 @@ import {
   QM_ABNORMAL_INT_STATUS, QM_AEQC_PF_DW0, QM_DB_TIMEOUT_CFG, QM_EQC_PF_DW0, QM_IFC_INT_CFG,
   QM_IFC_INT_SET_P, QM_IFC_INT_SOURCE_P, QM_IFC_READY_STATUS, QM_MIG_REGION_OFFSET,
   QM_MIG_REGION_SEL, QM_MIG_REGION_SIZE, QM_PF2VF_PF_W, QM_QUE_ISO_CFG, QM_TOTAL_QP,
-  QM_VF2PF_PF_R, QM_VF2PF_REG_SIZE, SEC_CORE_INT_STATUS, Vector,
+  QM_VF2PF_PF_R, QM_VF2PF_REG_SIZE, QM_VFT_CFG_RDY, SEC_CORE_INT_STATUS, Vector,
 } from './registers.js';
 import type { VftConfigRegs } from './vft.js';
 
@@ -113,7 +113,11 @@ export class PfRegisters implements DwordRegs {
       case this.engineStatusOff: return this.host.faults.engineStatus;
       default: break;
     }
-    if (this.host.vftRegs.handles(off)) return this.host.vftRegs.read(off);
+    if (this.host.vftRegs.handles(off)) {
+      // faults.ts vftNotReady: RDY bit0 is stuck at 0; the rest of the block reads as it is
+      if (off === QM_VFT_CFG_RDY && this.host.faults.vftNotReady) return this.host.vftRegs.read(off) & ~1;
+      return this.host.vftRegs.read(off);
+    }
     if (off >= QM_ABNORMAL_INF00 && off <= QM_ABNORMAL_INF02) return 0;
     if (this.v3plus) {
       const ifc = this.host.ifc;

@@ -388,8 +388,10 @@ export class QmFunction implements QpHost, MailboxClient {
       case QM_VF_EQ_INT_MASK: return this.irq.isMasked(Vector.EQ) ? 1 : 0;
       case QM_IFC_INT_SOURCE_V: return v3 ? this.ifcSource() : 0;
       case QM_IFC_INT_MASK: return v3 && this.irq.isMasked(Vector.IFC) ? 1 : 0;
-      case QM_IFC_INT_STATUS: return v3 && !this.irq.isMasked(Vector.IFC) ? this.ifcSource() : 0;
-      case QM_IFC_INT_SET_V: return v3 && !this.isPf ? ifc.vfSetBit(this.index) : 0;
+      // faults.ts ifcStatusStuck: a pending bit that never clears, visible even when masked
+      case QM_IFC_INT_STATUS:
+        return v3 ? ((!this.irq.isMasked(Vector.IFC) ? this.ifcSource() : 0) | this.faults.ifcStatusForce) : 0;
+      case QM_IFC_INT_SET_V: return v3 && !this.isPf ? ifc.vfSetBit(this.index) | this.faults.ifcSetForce : 0;
       case QM_QUE_ISO_CFG_V: return v3 ? this.dev.pfRegs.queIsoCfg : 0;
       case QM_PAGE_SIZE: return this.pageSize;
       case QM_VF_STATE: return this.faults.notReady ? QM_NOT_READY : this.vfState;
