@@ -110,6 +110,27 @@ describe('resident requests (Accel.runAt)', () => {
   });
 });
 
+describe('prepareCipherAt direction argument', () => {
+  // Type 3 BD (qm-hardware.md 6): c_icv_key u16 @4, bits 1:0 cipher direction, 1 = encrypt, 2 = decrypt.
+  const dirOf = (decryptField: boolean | undefined, decryptArg?: boolean): number => {
+    const vm = createBareVm({ profile: 'sec-v3' });
+    const req = { alg: 'aes-128-ecb', key: 0x200000, iv: 0, src: 0x201000, dst: 0x202000, len: 32, decrypt: decryptField };
+    const sqe = new Uint8Array(128);
+    (decryptArg === undefined ? prepareCipherAt(vm.ram, 'v3', req) : prepareCipherAt(vm.ram, 'v3', req, decryptArg)).fill(sqe);
+    return sqe[4]! & 3;
+  };
+
+  it('without the argument the request field decides (absent = encrypt)', () => {
+    expect(dirOf(undefined)).toBe(1);
+    expect(dirOf(true)).toBe(2);
+  });
+
+  it('the argument overrides the request field, as Accel.runAt passes its op', () => {
+    expect(dirOf(false, true)).toBe(2);
+    expect(dirOf(true, false)).toBe(1);
+  });
+});
+
 describe('synchronous waits (Accel.run / runAt)', () => {
   it('a call that times out is ETIMEDOUT, is not pending, and its late completion is dropped and frees its buffers', () => {
     const vm = createBareVm({ profile: 'sec-v3', latencies: { processNs: 5_000_000 } });

@@ -275,7 +275,7 @@ export class Accel {
         break;
       case 'encrypt':
       case 'decrypt':
-        prep = prepareCipherAt(ram, this.driver.info.hwVersion, { ...job, decrypt: job.op === 'decrypt' });
+        prep = prepareCipherAt(ram, this.driver.info.hwVersion, job, job.op === 'decrypt');
         break;
       case 'hmac':
         prep = prepareHmacAt(ram, this.driver.info.hwVersion, job);

@@ -50,7 +50,8 @@ export type JobResult = { ok: true; output: Uint8Array } | { ok: false; error: K
 export class BufferSet {
   private readonly addrs: number[] = [];
   constructor(private readonly ram: GuestRam, adopt?: readonly number[]) {
-    if (adopt) this.addrs.push(...adopt);
+    // Resident jobs adopt an empty list on every call: skip the spread call for them.
+    if (adopt !== undefined && adopt.length > 0) this.addrs.push(...adopt);
   }
 
   /** The buffers currently owned. */
