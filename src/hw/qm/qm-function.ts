@@ -675,7 +675,14 @@ export class QmFunction implements QpHost, MailboxClient {
 
   private unpause(): void {
     this.pausedFlag = false;
-    for (const qp of this.qps) if (qp) this.scheduleQp(qp);
+    for (const qp of this.qps) {
+      if (!qp) continue;
+      if (qp.cqRenotifyHeld) {
+        qp.cqRenotifyHeld = false;
+        if (qp.ready && qp.cqHead !== qp.cqTail) this.emitEqe(qp.qn);
+      }
+      this.scheduleQp(qp);
+    }
   }
 
   // ---------------------------------------------------------------- events
@@ -696,7 +703,11 @@ export class QmFunction implements QpHost, MailboxClient {
     this.dev.scheduler.schedule(delayNs, () => {
       qp.cqRenotifyPending = false;
       // Re-checked at delivery: the qp may be gone, or software consumed everything since.
-      if (!qp.dead && !this.removed && qp.ready && qp.cqHead !== qp.cqTail) this.emitEqe(qp.qn);
+      if (qp.dead || this.removed || !qp.ready || qp.cqHead === qp.cqTail) return;
+      // A paused function writes nothing to memory (the migration harvests RAM after the
+      // pause and before it reads the EQC): hold the EQE until the queues restart.
+      if (this.pausedFlag) qp.cqRenotifyHeld = true;
+      else this.emitEqe(qp.qn);
     });
   }
 

@@ -139,6 +139,8 @@ export class Qp {
   cqRenotifyNs = 0;
   /** A deferred EQE for this CQ is scheduled. */
   cqRenotifyPending = false;
+  /** A deferred EQE came due while the function was paused: issued on restart. */
+  cqRenotifyHeld = false;
 
   /** STOP_QP: doorbells are ignored until the SQC is reloaded. */
   stopped = false;
@@ -218,6 +220,9 @@ export class Qp {
     this.cqDw6 = v.getUint32(CQC_DW6, true);
     this.cqcLoaded = true;
     this.stalled = false;
+    // A new context starts a new history: the next doorbell notifies at once.
+    this.cqDbHead = this.cqDbTail = -1;
+    this.cqRenotifyNs = 0;
   }
 
   /**

@@ -1,0 +1,61 @@
+/**
+ * Re-notification of unconsumed CQEs (src/hw/qm/README.md, model decisions): a priority-1 CQ
+ * doorbell that leaves CQEs behind notifies again, at once when it made progress, else later
+ * with a delay doubling from 1 us to 256 us; a paused function writes nothing to memory.
+ */
+import { describe, expect, it } from 'vitest';
+import { CQ_RENOTIFY_MAX_NS, CQ_RENOTIFY_NS } from '../src/hw/qm/queues.js';
+import { GuestDriver, makeRig } from './qm-harness.js';
+
+/** One completed job whose CQE the "guest" never consumes (head stays 0, tail 1). */
+function rig() {
+  const r = makeRig({ numVfs: 1 });
+  const m = r.mem.get(1)!;
+  const g = new GuestDriver(r.fn(1), m, r.sched, { sqDepth: 8, cqDepth: 8, qps: 2 });
+  g.start();
+  g.startQp(0);
+  g.submit(0, 7);
+  r.sched.runUntilIdle();
+  const msis = () => r.msi.get(1)!.length;
+  const cqDoorbell = () => g.db(0x1000, 0, 1, 0, 1);
+  return { r, m, g, msis, cqDoorbell };
+}
+
+describe('CQ re-notification', () => {
+  it('a doorbell that moved nothing re-notifies after 1, 2, 4 ... us, capped at 256 us', () => {
+    const { r, msis, cqDoorbell } = rig();
+    cqDoorbell(); // first doorbell on this context: progress by definition, EQE at once
+    const gaps: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const t = r.sched.now;
+      const before = msis();
+      cqDoorbell();
+      expect(msis()).toBe(before); // never inside the MMIO write
+      r.sched.runUntilIdle();
+      expect(msis()).toBe(before + 1);
+      gaps.push(r.sched.now - t);
+    }
+    const expected = [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256].map((us) => us * 1000);
+    expect(CQ_RENOTIFY_NS).toBe(1000);
+    expect(CQ_RENOTIFY_MAX_NS).toBe(256_000);
+    expect(gaps).toEqual(expected);
+  });
+
+  it('nothing reaches memory or the MSI sink while the function is paused; the held EQE comes on restart', () => {
+    const { r, m, g, msis, cqDoorbell } = rig();
+    for (let i = 0; i < 8; i++) cqDoorbell(); // a re-notify is scheduled at a long delay
+    expect(g.mailbox(0xe, 0, 0, 0, 0).status).toBe(0); // PAUSE_QM
+    expect(r.fn(1).paused).toBe(true);
+    const writes = m.writes;
+    const before = msis();
+    r.sched.runUntilIdle();
+    expect(m.writes).toBe(writes);
+    expect(msis()).toBe(before);
+    // The restart (SQ doorbell, priority 1) delivers what was held.
+    g.db(0x1000, 0, 0, 1, 1);
+    r.sched.runUntilIdle();
+    expect(r.fn(1).paused).toBe(false);
+    expect(msis()).toBe(before + 1);
+    expect(m.writes).toBeGreaterThan(writes); // the EQE
+  });
+});
