@@ -3,7 +3,8 @@
  * what a naive bit-by-bit scan of a plain model gives, after any mix of set/clear/range
  * operations, direct word writes announced with noteWordsWritten, and read-and-clear passes
  * (which drop summary marks lazily). Sizes reach past one level-2 word (32768 words) and
- * ranges are long enough to make the dense-run path (>= 256 fully marked words) kick in.
+ * ranges are long enough to make the dense path (a 1024-word region with >= 16 marked words,
+ * streamed whole) kick in.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';

@@ -50,7 +50,10 @@ export class Scheduler {
     return new Timer(this, id);
   }
 
-  /** Drops the queued event with sequence number `id`; nothing when it already ran. */
+  /**
+   * Drops the queued event with sequence number `id`; nothing when it already ran. Linear in
+   * the queue length: fine for rare cancels (mailbox timeouts), not for one per job.
+   */
   cancelEvent(id: number): void {
     const seqs = this.seqs;
     for (let i = 0; i < seqs.length; i++) {

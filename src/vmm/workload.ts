@@ -22,7 +22,7 @@
  * every settlement. So the state stays the same size however long the guest has run, and the
  * verdict is as strict as with every entry: a later completion of a settled job is still
  * seen (by its ticket) as a duplicate. Settled entries stay readable through entries() in the
- * process that saw them settle (the newest HISTORY_LIMIT). The guest driver's and the Accel's own state travel
+ * process that saw them settle (the newest HISTORY_LIMIT to 2 x HISTORY_LIMIT). The guest driver's and the Accel's own state travel
  * beside it (Vm.saveCpuState). On the destination, Vm.loadCpuState rebuilds the driver and
  * Accel and calls restoreState on the workload object attached to the VM (in one process:
  * the same object, which so continues on the destination VF) or builds a new Workload

@@ -252,7 +252,9 @@ function guestStartedByRegs(regs: VfRegs): boolean {
  * state is safe to load. Recording QM_READY is what lets the destination's STOP -> RUNNING
  * ring the SQ doorbells (section 5 starts only a QM_READY function) and leaves the
  * destination's QM_VF_STATE as a started guest would have it. A function never probed, or
- * whose guest was removed (its stop masked the interrupts), still sends 40 bytes.
+ * whose guest was removed (its stop masked the interrupts), still sends 40 bytes. On this path
+ * the state is read through the mailbox, so a hung mailbox fails the save with EINVAL where the
+ * spec's not-ready path would have sent 40 bytes: the source then recovers and keeps its guest.
  */
 export function saveState(t: VfQmTarget, regs: VfRegs, d: AccVfData): number {
   const ready = regs.pollMasked(QM_VF_STATE, 1, 0) !== null;

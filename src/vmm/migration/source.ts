@@ -23,11 +23,14 @@
  * back to RUNNING (or VFIO_DEVICE_RESET + RUNNING), tracking stops, the vCPUs resume and the
  * guest carries on here. Once the destination took the whole stream, the guest is the
  * destination's to start, and the source takes it back only on the destination's explicit
- * failure result (vfio-uapi-and-migration.md section 6: the source stays stopped until the
- * destination has decided). A return path lost after that point cannot prove the destination
+ * failure result [inference: section 6 of vfio-uapi-and-migration.md says the source VM
+ * keeps running after a failed migration; it does not say who decides after the stream was
+ * delivered. We follow QEMU's precopy, where a completed source stays stopped]. A return path lost after that point cannot prove the destination
  * did not start the guest, so the source stays stopped and reports the handover as
  * 'unconfirmed' (the guest belongs to the destination): resuming here could run the guest on
- * both hosts. The result says what happened; nothing is thrown.
+ * both hosts. The price is the one case no two-party protocol escapes: a destination that fails
+ * after taking the stream and whose failure result is lost leaves the guest stopped on both
+ * hosts, for the management layer to restart. The result says what happened; nothing is thrown.
  */
 import { performance } from 'node:perf_hooks';
 import { PAGE_SIZE } from '../../mem/sparse-memory.js';
