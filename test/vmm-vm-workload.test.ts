@@ -205,6 +205,45 @@ describe('exactly once across a stop-and-copy migration with jobs in flight', ()
     expect(w2.stats.unknownCompletions).toBe(1);
   });
 
+  it('a completion of another Accel user\'s job whose ticket falls between ours is not ours, before and after a migration', () => {
+    const src = createSource({ engine: 'zip', hw: 'v3', ramBytes: 16 * 2 ** 20 }, new Scheduler());
+    const dst = createDestination({ engine: 'zip', hw: 'v3', ramBytes: 16 * 2 ** 20 }, new Scheduler());
+    live.push(src, dst);
+    const w = src.workload!;
+    w.pump(2);
+    // another user of the same Accel takes the next ticket, then the workload goes on
+    const other = src.vm.accel!.submitJob({ op: 'compress', format: 'deflate', data: new Uint8Array(64).fill(1) });
+    w.pump(2);
+    const st = w.settledSummary();
+    expect(other).toBeGreaterThan(st.ticketLo);
+    expect(other).toBeLessThan(st.ticketHi);
+    expect(st.foreign).toEqual([[other, other]]);
+    src.vm.run(500_000);
+    w.drain();
+    const v = w.verify();
+    // the foreign job completed on the device: counted as foreign, never as a duplicate
+    expect([v.ok, v.duplicated]).toEqual([true, 0]);
+    expect(w.stats.foreignCompletions).toBe(1);
+    w.pump(1);
+    stopAndCopy(src, dst);
+    const w2 = dst.vm.workload!;
+    expect(w2.settledSummary().foreign).toEqual([[other, other]]);
+    // on the destination: another foreign job between the workload's, run for real
+    const other2 = dst.vm.accel!.submitJob({ op: 'compress', format: 'deflate', data: new Uint8Array(64).fill(2) });
+    w2.pump(1);
+    dst.vm.run(500_000);
+    w2.drain();
+    expect(w2.settledSummary().foreign.at(-1)).toEqual([other2, other2]);
+    const v2 = w2.verify();
+    expect([v2.ok, v2.duplicated, v2.interrupts.consistent]).toEqual([true, 0, true]);
+    expect(w2.stats.foreignCompletions).toBe(2); // the counters travel in the CPU state
+    // the source-side foreign ticket completing here is not one of ours either
+    const cbs = (dst.vm.accel as unknown as { callbacks: ((t: number, r: { ok: true; output: Uint8Array }) => void)[] }).callbacks;
+    for (const cb of cbs) cb(other, { ok: true, output: new Uint8Array(0) });
+    expect(w2.verify().duplicated).toBe(0);
+    expect(w2.stats.foreignCompletions).toBe(3);
+  });
+
   it('detects loss: a destination device left in STOP never completes the in-flight jobs', () => {
     const tb = keep(createTestbed({ engine: 'sec', hw: 'v3', ramBytes: 16 * 2 ** 20 }));
     const w = tb.source.workload!;

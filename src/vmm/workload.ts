@@ -118,6 +118,8 @@ export interface WorkloadStats {
   staleCompletions: number;
   /** Completions of tickets not in the ledger (must stay 0). */
   unknownCompletions: number;
+  /** Completions of other Accel users' jobs whose tickets fell between ours (not an error). */
+  foreignCompletions: number;
   /** Submissions refused (queue full). */
   busy: number;
 }
@@ -140,6 +142,11 @@ export interface SettledSummary {
   /** Lowest and highest ticket this workload was given (0, 0 before the first). */
   ticketLo: number;
   ticketHi: number;
+  /**
+   * Tickets inside [ticketLo, ticketHi] that went to other users of the same Accel, as
+   * [first, last] pairs: their completions are not ours and must not count as duplicates.
+   */
+  foreign: [number, number][];
   /** Tickets of settled jobs that failed ('f') or came back wrong ('w'). */
   bad: [number, 'f' | 'w'][];
   /** Tickets of settled jobs already completed twice. */
@@ -197,7 +204,7 @@ const CREDIT_EPSILON = 1e-9;
 export const HISTORY_LIMIT = 4096;
 
 function emptySettled(): SettledSummary {
-  return { jobs: 0, completedOnce: 0, wrong: 0, failed: 0, duplicated: 0, completions: 0, ticketLo: 0, ticketHi: 0, bad: [], dup: [], digest: '0000000000000000' };
+  return { jobs: 0, completedOnce: 0, wrong: 0, failed: 0, duplicated: 0, completions: 0, ticketLo: 0, ticketHi: 0, foreign: [], bad: [], dup: [], digest: '0000000000000000' };
 }
 
 /** Two 32-bit FNV-1a style lanes over (previous digest, ticket, id, outcome). */
@@ -267,6 +274,20 @@ function rowToEntry(r: unknown[]): LedgerEntry {
   return e;
 }
 
+/** Whether `ticket` lies in one of the sorted, disjoint [first, last] ranges (binary search). */
+function isForeign(ranges: readonly [number, number][], ticket: number): boolean {
+  let lo = 0;
+  let hi = ranges.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const r = ranges[mid]!;
+    if (ticket < r[0]) hi = mid - 1;
+    else if (ticket > r[1]) lo = mid + 1;
+    else return true;
+  }
+  return false;
+}
+
 /** Validates a saved settled summary (EINVAL otherwise). */
 function checkSettled(v: unknown): SettledSummary {
   const s = v as SettledSummary;
@@ -276,8 +297,13 @@ function checkSettled(v: unknown): SettledSummary {
     if (!Number.isSafeInteger(s[k]) || s[k] < 0) bad();
   }
   if (s.ticketLo > s.ticketHi || typeof s.digest !== 'string' || !/^[0-9a-f]{16}$/.test(s.digest)) bad();
-  if (!Array.isArray(s.bad) || !Array.isArray(s.dup)) bad();
+  if (!Array.isArray(s.bad) || !Array.isArray(s.dup) || !Array.isArray(s.foreign)) bad();
   const inRange = (t: unknown) => Number.isSafeInteger(t) && (t as number) >= s.ticketLo && (t as number) <= s.ticketHi;
+  let prev = s.ticketLo;
+  for (const f of s.foreign) {
+    if (!Array.isArray(f) || f.length !== 2 || !inRange(f[0]) || !inRange(f[1]) || f[0] <= prev || f[1] < f[0] || f[1] >= s.ticketHi) bad();
+    prev = f[1] + 1;
+  }
   for (const b of s.bad) if (!Array.isArray(b) || b.length !== 2 || !inRange(b[0]) || (b[1] !== 'f' && b[1] !== 'w')) bad();
   for (const t of s.dup) if (!inRange(t)) bad();
   const wrongs = s.bad.filter((b) => b[1] === 'w').length;
@@ -291,7 +317,7 @@ export class Workload {
   vm: Vm;
   readonly engine: EngineKind;
   options: Readonly<Resolved>;
-  readonly stats: WorkloadStats = { ticks: 0, pagesDirtied: 0, staleCompletions: 0, unknownCompletions: 0, busy: 0 };
+  readonly stats: WorkloadStats = { ticks: 0, pagesDirtied: 0, staleCompletions: 0, unknownCompletions: 0, foreignCompletions: 0, busy: 0 };
   private accel: Accel;
   private started = false;
   private nextId = 1;
@@ -475,6 +501,7 @@ export class Workload {
     this.byTicket.set(ticket, entry);
     const st = this.settled;
     if (st.ticketLo === 0 || ticket < st.ticketLo) st.ticketLo = ticket;
+    else if (ticket > st.ticketHi + 1) st.foreign.push([st.ticketHi + 1, ticket - 1]);
     if (ticket > st.ticketHi) st.ticketHi = ticket;
     return true;
   }
@@ -586,6 +613,10 @@ export class Workload {
    */
   private againOrUnknown(ticket: number): void {
     const st = this.settled;
+    if (isForeign(st.foreign, ticket)) {
+      this.stats.foreignCompletions++;
+      return;
+    }
     if (st.ticketLo === 0 || ticket < st.ticketLo || ticket > st.ticketHi) {
       this.stats.unknownCompletions++;
       return;
@@ -615,7 +646,8 @@ export class Workload {
     const irqCqes = s ? s.irqCqes - this.irqBase.irqCqes : 0;
     const interrupts: InterruptAccounting = {
       received, eqes: s ? s.eqes - this.irqBase.eqes : 0, irqCqes, completions: deviceCompletions,
-      consistent: irqCqes === deviceCompletions && (deviceCompletions === 0 || received > 0),
+      // completions of other Accel users' jobs also arrive as CQEs through the same interrupts
+      consistent: irqCqes === deviceCompletions + this.stats.foreignCompletions + this.stats.unknownCompletions && (deviceCompletions === 0 || received > 0),
     };
     return {
       submitted: this.submitted, completed, lost, duplicated, wrong, inFlight: this.byTicket.size, failed, interrupts,
