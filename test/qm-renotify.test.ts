@@ -59,3 +59,42 @@ describe('CQ re-notification', () => {
     expect(m.writes).toBeGreaterThan(writes); // the EQE
   });
 });
+
+describe('EQ re-raise', () => {
+  it('backs off while the EQ doorbell moves nothing, and comes 1 us after a doorbell that made progress even with a long re-raise pending', () => {
+    const r = makeRig({ numVfs: 1 });
+    const m = r.mem.get(1)!;
+    const g = new GuestDriver(r.fn(1), m, r.sched, { sqDepth: 8, cqDepth: 8, qps: 2 });
+    g.start();
+    g.startQp(0);
+    g.submit(0, 1);
+    r.sched.runUntilIdle();
+    g.db(0x1000, 0, 1, 1, 1); // consume the CQE, re-arm c_flag
+    g.submit(0, 2);
+    r.sched.runUntilIdle();
+    const msis = () => r.msi.get(1)!.length;
+    const eqDoorbell = (head: number) => g.db(0x2000, 0, 2, head, 0);
+    // two EQEs written (tail 2); the driver acknowledges none of them
+    const gaps: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const t = r.sched.now;
+      const before = msis();
+      eqDoorbell(0);
+      r.sched.runUntilIdle();
+      expect(msis()).toBe(before + 1);
+      gaps.push(r.sched.now - t);
+    }
+    expect(gaps).toEqual([1, 2, 4, 8, 16, 32].map((us) => us * 1000));
+    // a seventh no-progress doorbell schedules a re-raise 64 us out ...
+    eqDoorbell(0);
+    const t = r.sched.now;
+    const before = msis();
+    r.sched.advance(500);
+    // ... and consuming one entry (head 1 of tail 2) brings it forward to 1 us after
+    eqDoorbell(1);
+    r.sched.runUntil(() => msis() > before);
+    expect(r.sched.now - t).toBe(500 + 1000);
+    r.sched.runUntilIdle();
+    expect(msis()).toBe(before + 1); // the superseded 64 us re-raise does not fire as well
+  });
+});

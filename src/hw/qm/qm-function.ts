@@ -201,8 +201,8 @@ export class QmFunction implements QpHost, MailboxClient {
   private removed = false;
   /** Bit per vector: an EQ/AEQ re-raise is scheduled (see eqDoorbell). */
   private rearmPending = 0;
-  /** Per vector (EQ, AEQ): the next re-raise delay and head/tail at the last doorbell. */
-  private readonly rearm = { delay: [EQ_REARM_NS, EQ_REARM_NS], head: [-1, -1], tail: [-1, -1] };
+  /** Per vector (EQ, AEQ): the next re-raise delay, head/tail at the last doorbell, and the due time and sequence number of the re-raise in flight. */
+  private readonly rearm = { delay: [EQ_REARM_NS, EQ_REARM_NS], head: [-1, -1], tail: [-1, -1], due: [0, 0], seq: [0, 0] };
   private readonly ctxBuf = new Uint8Array(SQC_SIZE);
   /** Staging for write-back bursts (grown to qp_num contexts on first use). */
   private wbBuf = new Uint8Array(0);
@@ -617,11 +617,18 @@ export class QmFunction implements QpHost, MailboxClient {
 
   private scheduleRearm(vec: number, delayNs: number): void {
     const bit = 1 << vec;
-    if ((this.rearmPending & bit) !== 0) return; // one re-raise in flight per vector
+    const k = vec === Vector.EQ ? 0 : 1;
+    const r = this.rearm;
+    const due = this.dev.scheduler.now + delayNs;
+    // One re-raise in flight per vector; a shorter delay (progress since) brings it forward,
+    // and the later one then finds itself superseded.
+    if ((this.rearmPending & bit) !== 0 && due >= r.due[k]!) return;
     this.rearmPending |= bit;
+    r.due[k] = due;
+    const seq = ++r.seq[k]!;
     const ep = this.epoch;
     this.dev.scheduler.schedule(delayNs, () => {
-      if (ep !== this.epoch) return;
+      if (ep !== this.epoch || seq !== r.seq[k]) return;
       this.rearmPending &= ~bit;
       const q = vec === Vector.EQ ? this.eq : this.aeq;
       // Re-checked at delivery: a doorbell in between may have consumed everything.
