@@ -596,7 +596,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
       }
     }
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op)} threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    rec.threw(describe(op), e);
   }
   if (ctx.domain.dirtyTracking !== (ctx.logging !== null)) {
     rec.violation('state-changed', `the IOMMU domain's dirty tracking is ${ctx.domain.dirtyTracking ? 'on' : 'off'} but logging is ${ctx.logging ? 'started' : 'stopped'}`);

@@ -31,7 +31,7 @@ import { FdPciIo } from './fd-io.js';
 import { Weights, chance, pick, weighted } from './gen.js';
 import { knownBugsOf } from './known-bugs.js';
 import { type FuzzRig, GUEST_RAM, type VfioVm, buildRig, checkWitnesses, openVfioVm, witnessStates } from './rig.js';
-import type { Campaign, Recorder } from './runner.js';
+import { type Campaign, type Recorder, errorText } from './runner.js';
 import { StormGuard, checkGuards, resetGuards } from './storm.js';
 
 type Op =
@@ -186,9 +186,6 @@ function describe(op: Op): string {
   }
 }
 
-function errStr(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-}
 
 /** One guest access through the device fd; a refused access is an errno, never an exception. */
 function access(ctx: Ctx, rec: Recorder, bar: number, off: number, size: number, write: boolean, lo = 0, hi = 0): number {
@@ -258,7 +255,7 @@ function reinit(ctx: Ctx, rec: Recorder): void {
     rec.outcome('reinit ok');
   } catch (e) {
     if (e instanceof KernelError) rec.outcome(`reinit failed: ${e.code}`);
-    else rec.violation('exception', `guest driver re-probe threw ${errStr(e)}`);
+    else rec.violation('exception', `guest driver re-probe threw ${errorText(e)}`);
   }
 }
 
@@ -308,7 +305,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
         break;
     }
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op).slice(0, 100)} threw ${errStr(e)}`);
+    rec.threw(describe(op).slice(0, 100), e);
   }
   checkGuards(ctx.guards, rec);
   observe(ctx, rec);

@@ -18,7 +18,7 @@
  * and at every checkpoint the PF, VF2 (through its own VFIO container) and VF3 complete a
  * compression job checked with node:zlib, with their config space and VFIO state intact.
  */
-import { KernelError, Errno, errnoName } from '../uapi/errno.js';
+import { Errno, errnoName } from '../uapi/errno.js';
 import {
   VFIO_CHECK_EXTENSION, VFIO_DEVICE_FEATURE, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO,
   VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_IOEVENTFD, VFIO_DEVICE_PCI_HOT_RESET,
@@ -395,9 +395,6 @@ function entryName(op: Op): string {
   }
 }
 
-function errStr(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-}
 
 function u32At(b: Uint8Array, at: number): number {
   return at + 4 <= b.length ? new DataView(b.buffer, b.byteOffset).getUint32(at, true) : 0;
@@ -511,7 +508,7 @@ function applyIoctl(ctx: Ctx, op: Extract<Op, { op: 'ioctl' }>, rec: Recorder, b
   try {
     ret = file ? file.ioctl(op.req, arg) : -Errno.EBADF;
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${op.name} on ${kindOf(file)} threw ${errStr(e)}`);
+    rec.threw(`${op.name} on ${kindOf(file)}`, e);
     return;
   }
   if (!checkRet(rec, ret, op.name)) return;
@@ -661,7 +658,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
         break;
     }
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op).slice(0, 80)} threw ${errStr(e)}`);
+    rec.threw(describe(op).slice(0, 80), e);
   }
   checkEventfds(ctx, rec);
 }

@@ -14,7 +14,7 @@
  * the guest's job completes whenever the device is back in RUNNING without a load or reset
  * since (the VM survives an aborted migration), and the witnesses keep working.
  */
-import { errnoName, Errno, KernelError } from '../uapi/errno.js';
+import { errnoName, Errno } from '../uapi/errno.js';
 import { readS32, readU16, readU32, readU64, writeU32 } from '../uapi/codec.js';
 import {
   VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
@@ -353,7 +353,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
         break;
     }
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op)} threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    rec.threw(describe(op), e);
   }
   checkGuards(ctx.rig.guards, rec);
 }

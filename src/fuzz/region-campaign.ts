@@ -20,7 +20,7 @@ import type { VfioMapping } from '../vfio/pci-core/ops.js';
 import { Weights, chance, pick, weighted } from './gen.js';
 import { knownBugsOf } from './known-bugs.js';
 import { type FuzzRig, type VfioVm, buildRig, checkWitnesses, openVfioVm, witnessStates } from './rig.js';
-import type { Campaign, Recorder } from './runner.js';
+import { type Campaign, type Recorder, errorText } from './runner.js';
 
 type Op =
   | { op: 'fd'; write: boolean; index: number; off: number; len: number; fill: number }
@@ -132,9 +132,6 @@ function entryName(op: Op): string {
   }
 }
 
-function errStr(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-}
 
 function fdReturn(rec: Recorder, r: number, len: number, what: string): void {
   if (!Number.isInteger(r)) {
@@ -156,7 +153,7 @@ function rawCall(rec: Recorder, what: string, fn: () => void): void {
       rec.ret(-e.errno);
       rec.outcome(`${what} refused: ${e.code}`);
     } else {
-      rec.violation('exception', `${what} threw ${errStr(e)}`);
+      rec.violation('exception', `${what} threw ${errorText(e)}`);
     }
   }
 }
@@ -235,7 +232,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
         break;
     }
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op)} threw ${errStr(e)}`);
+    rec.threw(describe(op), e);
   }
 }
 

@@ -230,7 +230,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
     if (run.ret !== 0) rec.violation('resume', `STOP -> RUNNING after a load returned ${errnoName(run.ret)}`);
     for (let i = 0; i < op.run && ctx.rig.host.sched.step(); i++);
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op).slice(0, 120)} threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    rec.threw(describe(op).slice(0, 120), e);
   } finally {
     if (fd >= 0) fds.close(fd);
     checkGuards(ctx.rig.guards, rec);

@@ -10,7 +10,7 @@
  * of the campaign's `knownBugs` is reported loudly but does not fail the run; the lead
  * removes the entry once the bug is fixed, and the invariant stays strict throughout.
  */
-import { errnoName } from '../uapi/errno.js';
+import { KernelError, errnoName } from '../uapi/errno.js';
 import { Rng } from '../sim/scheduler.js';
 
 export interface Violation {
@@ -88,6 +88,19 @@ export class Recorder {
   violation(kind: string, message: string): void {
     this.pending.push({ kind, message });
   }
+
+  /**
+   * An exception escaped `what`: a KernelError that should have become -errno at the entry
+   * point ('escaped-errno'), or anything else ('exception').
+   */
+  threw(what: string, e: unknown): void {
+    this.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${what} threw ${errorText(e)}`);
+  }
+}
+
+/** `Name: message` of an error, or the thrown value as a string. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
 export interface Campaign<Ctx, Op> {

@@ -24,7 +24,7 @@
  *   state has the RUNNING bit (after a load or reset the guest driver re-probes first);
  *   the witnesses keep working.
  */
-import { Errno, KernelError, errnoName } from '../uapi/errno.js';
+import { Errno, errnoName } from '../uapi/errno.js';
 import { VFIO_DEVICE_RESET, VFIO_PCI_INDEX_TO_OFFSET } from '../uapi/vfio.js';
 import type { Rng } from '../sim/scheduler.js';
 import { type AccRig, buildAccRig, accCheckpoint, freshGuest, runJob } from './acc-rig.js';
@@ -486,7 +486,7 @@ function apply(ctx: Ctx, op: Op, rec: Recorder): void {
         break;
     }
   } catch (e) {
-    rec.violation(e instanceof KernelError ? 'escaped-errno' : 'exception', `${describe(op)} threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    rec.threw(describe(op), e);
   }
   checkGuards(ctx.rig.guards, rec);
 }
