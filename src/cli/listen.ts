@@ -96,7 +96,7 @@ export async function runListen(opts: ListenOptions, streams: CliStreams): Promi
     }
     return ok ? 0 : 1;
   } catch (e) {
-    const msg = e instanceof UsageError || e instanceof RangeError ? e.message : e instanceof Error ? e.message : String(e);
+    const msg = e instanceof Error ? e.message : String(e);
     streams.stderr.write(`listen: ${msg}\n`);
     return 2;
   }

@@ -100,7 +100,7 @@ export async function runMigrate(opts: MigrateOptions, streams: CliStreams): Pro
     }
     return v.ok && report.ok ? 0 : 1;
   } catch (e) {
-    const msg = e instanceof UsageError || e instanceof RangeError ? e.message : e instanceof Error ? e.message : String(e);
+    const msg = e instanceof Error ? e.message : String(e);
     streams.stderr.write(`migrate: ${msg}\n`);
     return 2;
   }
