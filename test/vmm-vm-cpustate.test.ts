@@ -5,13 +5,12 @@
  * is refused with EINVAL/EBUSY and leaves the destination without a guest.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { KernelError } from '../src/uapi/errno.js';
 import {
   VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_STOP_COPY,
 } from '../src/uapi/vfio.js';
 import { createDestination, createTestbed, type TestbedEndpoint } from '../src/vmm/testbed.js';
 import { CPU_STATE_FORMAT, CPU_STATE_VERSION } from '../src/vmm/vm.js';
-import { setState } from './vmm-vm-helpers.js';
+import { errnoCode as code, setState } from './vmm-vm-helpers.js';
 
 const MiB = 2 ** 20;
 const live: TestbedEndpoint[] = [];
@@ -23,16 +22,6 @@ function testbed(engine: 'zip' | 'sec' | 'hpre' = 'zip') {
   const t = createTestbed({ engine, hw: 'v3', ramBytes: 16 * MiB });
   live.push(t.source, t.dest);
   return t;
-}
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-  return 'no error';
 }
 
 const json = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));

@@ -9,11 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createEngine } from '../src/hw/engines/engine.js';
 import type { Engine } from '../src/hw/qm/engine-contract.js';
 import { Scheduler } from '../src/sim/scheduler.js';
-import { KernelError } from '../src/uapi/errno.js';
 import { VFIO_DEVICE_STATE_STOP } from '../src/uapi/vfio.js';
 import { createDestination, createSource, createTestbed, type TestbedEndpoint } from '../src/vmm/testbed.js';
 import { Workload } from '../src/vmm/workload.js';
-import { getState, stopAndCopy } from './vmm-vm-helpers.js';
+import { errnoCode as code, getState, stopAndCopy } from './vmm-vm-helpers.js';
 
 const live: TestbedEndpoint[] = [];
 afterEach(() => {
@@ -23,16 +22,6 @@ afterEach(() => {
 function keep<T extends { source: TestbedEndpoint; dest: TestbedEndpoint }>(t: T): T {
   live.push(t.source, t.dest);
   return t;
-}
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-  return 'no error';
 }
 
 describe('workload API', () => {
